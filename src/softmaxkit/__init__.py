@@ -1,0 +1,28 @@
+"""softmaxkit: the softmax family on NumPy, PyTorch and JAX arrays.
+
+Stable, differentiable softmax, log-softmax and logsumexp with masks,
+temperature and exact edge cases; their derivatives; PMF normalisation; the
+logistic function.  Every function takes a NumPy, PyTorch or JAX array and
+returns one of the same kind.
+"""
+
+from ._derivatives import log_softmax_backward, softmax_backward, softmax_jacobian
+from ._errors import SoftmaxkitError, SoftmaxkitTypeError, SoftmaxkitValueError
+from ._softmax import log_sigmoid, log_softmax, logsumexp, pmf_normalize, sigmoid, softmax
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SoftmaxkitError",
+    "SoftmaxkitTypeError",
+    "SoftmaxkitValueError",
+    "log_sigmoid",
+    "log_softmax",
+    "log_softmax_backward",
+    "logsumexp",
+    "pmf_normalize",
+    "sigmoid",
+    "softmax",
+    "softmax_backward",
+    "softmax_jacobian",
+]

@@ -1,0 +1,227 @@
+"""One code path for every array library.
+
+``namespace(*arrays)`` returns the array-API namespace of the caller's arrays
+(through ``array_api_compat``, which never imports a framework the caller has
+not imported).  The helpers here normalise the arguments every public function
+shares: the array itself, ``axis``, ``temperature`` and ``where``.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
+
+__all__ = [
+    "as_array",
+    "compute_dtype",
+    "is_concrete",
+    "is_jax",
+    "is_numpy",
+    "is_torch",
+    "namespace",
+    "normalize_axis",
+    "stop_gradient",
+    "to_numpy",
+    "validate_temperature",
+    "validate_where",
+]
+
+Array = Any
+
+
+def _is_array(x: object) -> bool:
+    return bool(array_api_compat.is_array_api_obj(x))
+
+
+def namespace(*arrays: Array) -> ModuleType:
+    """The array-API namespace shared by ``arrays`` (``None`` entries ignored)."""
+    present = [a for a in arrays if a is not None and _is_array(a)]
+    if not present:
+        return array_api_compat.array_namespace(np.empty(0))
+    try:
+        return array_api_compat.array_namespace(*present)
+    except TypeError as exc:
+        kinds = sorted({type(a).__module__.split(".")[0] + "." + type(a).__name__ for a in present})
+        raise SoftmaxkitTypeError(
+            f"arrays must all come from one array library; got {', '.join(kinds)}"
+        ) from exc
+
+
+def is_numpy(x: Array) -> bool:
+    return bool(array_api_compat.is_numpy_array(x))
+
+
+def is_torch(x: Array) -> bool:
+    return bool(array_api_compat.is_torch_array(x))
+
+
+def is_jax(x: Array) -> bool:
+    return bool(array_api_compat.is_jax_array(x))
+
+
+def as_array(x: Array, name: str, xp: ModuleType | None = None) -> Array:
+    """``x`` as an array of a real numeric dtype, converting lists and scalars with NumPy.
+
+    Raises ``SoftmaxkitTypeError`` naming ``name`` for strings, objects and
+    complex numbers.  Booleans and integers are accepted here; promotion to a
+    floating dtype is :func:`compute_dtype`'s job.
+    """
+    if not _is_array(x):
+        if xp is not None and not array_api_compat.is_numpy_namespace(xp):
+            x = xp.asarray(x)
+        else:
+            try:
+                x = np.asarray(x)
+            except (ValueError, TypeError) as exc:
+                raise SoftmaxkitTypeError(
+                    f"`{name}` must be an array of real numbers; got {type(x).__name__} "
+                    f"that NumPy cannot convert ({exc})"
+                ) from exc
+    dtype = x.dtype
+    if is_numpy(x) or isinstance(dtype, np.dtype):
+        kind = np.dtype(dtype).kind
+        if kind not in "biuf":
+            raise SoftmaxkitTypeError(
+                f"`{name}` must be an array of real numbers; got dtype {np.dtype(dtype)}"
+            )
+        return x
+    xp_x = namespace(x)
+    if not xp_x.isdtype(dtype, ("bool", "integral", "real floating")):
+        raise SoftmaxkitTypeError(f"`{name}` must be an array of real numbers; got dtype {dtype}")
+    return x
+
+
+def _itemsize(xp: ModuleType, dtype: Any) -> int:
+    size = getattr(dtype, "itemsize", None)
+    if size is None:
+        size = xp.finfo(dtype).bits // 8
+    return int(size)
+
+
+def default_float(xp: ModuleType) -> Any:
+    """The library's default floating dtype (float64 for NumPy, torch's default, JAX's)."""
+    return xp.asarray(0.0).dtype
+
+
+def compute_dtype(xp: ModuleType, dtype: Any) -> tuple[Any, Any]:
+    """``(work_dtype, out_dtype)`` for an input of ``dtype``.
+
+    float32 and float64 work in themselves; float16 and bfloat16 accumulate in
+    float32 and return their own dtype; booleans and integers are promoted to
+    the default floating dtype.
+    """
+    if xp.isdtype(dtype, "real floating"):
+        if _itemsize(xp, dtype) < 4:
+            return xp.float32, dtype
+        return dtype, dtype
+    floating = default_float(xp)
+    return floating, floating
+
+
+def normalize_axis(
+    axis: int | Sequence[int] | None, ndim: int, name: str = "axis"
+) -> tuple[int, ...]:
+    """``axis`` as a sorted tuple of non-negative ints, checked against ``ndim``.
+
+    ``None`` means every axis.  A 0-d input has no axis to reduce over except
+    ``None`` or ``()``.
+    """
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if not isinstance(axis, Sequence) else tuple(axis)
+    out = []
+    for a in axes:
+        try:
+            a = operator.index(a)
+        except TypeError:
+            raise SoftmaxkitTypeError(
+                f"`{name}` must be an int or a tuple of ints; got {axis!r}"
+            ) from None
+        if not -ndim <= a < ndim:
+            raise SoftmaxkitValueError(
+                f"`{name}` must be in [{-ndim}, {ndim}) for an array of {ndim} dimension"
+                f"{'s' if ndim != 1 else ''}; got {a}"
+            )
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise SoftmaxkitValueError(f"`{name}` must not repeat an axis; got {axis!r}")
+    return tuple(sorted(out))
+
+
+def validate_temperature(temperature: Any) -> float:
+    """``temperature`` as a Python float, finite and > 0."""
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError):
+        raise SoftmaxkitTypeError(
+            f"`temperature` must be a finite number > 0; got {temperature!r}"
+        ) from None
+    if not (math.isfinite(value) and value > 0):
+        raise SoftmaxkitValueError(f"`temperature` must be finite and > 0; got {value!r}")
+    return value
+
+
+def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        da = a[-i] if i <= len(a) else 1
+        db = b[-i] if i <= len(b) else 1
+        if da != db and 1 not in (da, db):
+            return None
+        out.append(max(da, db) if 0 not in (da, db) else 0)
+    return tuple(reversed(out))
+
+
+def validate_where(where: Any, x: Array, xp: ModuleType) -> Array | None:
+    """``where`` as a boolean array of ``xp`` that broadcasts to ``x.shape``."""
+    if where is None:
+        return None
+    if not _is_array(where):
+        where = np.asarray(where)
+    if not is_numpy(x) and is_numpy(where):
+        where = xp.asarray(where, device=array_api_compat.device(x))
+    else:
+        where = xp.asarray(where)
+    if not xp.isdtype(where.dtype, "bool"):
+        raise SoftmaxkitTypeError(f"`where` must be a boolean array; got dtype {where.dtype}")
+    shape = tuple(x.shape)
+    if _broadcast_shape(tuple(where.shape), shape) != shape:
+        raise SoftmaxkitValueError(
+            f"`where` must broadcast to the shape of `x` {shape}; got shape {tuple(where.shape)}"
+        )
+    return where
+
+
+def stop_gradient(x: Array) -> Array:
+    """``x`` cut from the autograd graph (torch, JAX); unchanged for NumPy."""
+    if is_torch(x):
+        return x.detach()
+    if is_jax(x):
+        import jax
+
+        return jax.lax.stop_gradient(x)
+    return x
+
+
+def is_concrete(x: Array) -> bool:
+    """False for a JAX tracer, whose values cannot be inspected under ``jit``."""
+    if is_jax(x):
+        import jax
+
+        return not isinstance(x, jax.core.Tracer)
+    return True
+
+
+def to_numpy(x: Array) -> np.ndarray:
+    """A NumPy copy or view of ``x``, from any library and device (for messages and I/O)."""
+    if is_torch(x):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)

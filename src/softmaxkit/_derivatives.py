@@ -1,0 +1,140 @@
+"""Derivatives of the softmax family: the Jacobian and the two backward products.
+
+For ``p = softmax(x)`` the Jacobian is ``dp_i/dx_k = p_i (delta_ik - p_k)``,
+i.e. ``diag(p) - p p^T``.  Backpropagation never needs the matrix: the
+vector-Jacobian product is ``p * (g - sum(g * p))``, O(N) per slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+from . import _kernels
+from ._backend import as_array, compute_dtype, is_numpy, namespace, normalize_axis
+from ._errors import SoftmaxkitValueError
+
+__all__ = ["log_softmax_backward", "softmax_backward", "softmax_jacobian"]
+
+Array = Any
+Axis = int | Sequence[int]
+
+
+def _pair(grad: Array, y: Array, y_name: str, axis: Axis):
+    """Validate ``grad`` and the forward output ``y``; cast both to the working dtype."""
+    grad = as_array(grad, "grad")
+    y = as_array(y, y_name)
+    xp: ModuleType = namespace(grad, y)
+    if tuple(grad.shape) != tuple(y.shape):
+        raise SoftmaxkitValueError(
+            f"`grad` and `{y_name}` must have the same shape; got {tuple(grad.shape)} "
+            f"and {tuple(y.shape)}"
+        )
+    axes = normalize_axis(axis, y.ndim)
+    work, out = compute_dtype(xp, xp.result_type(grad.dtype, y.dtype))
+    return xp, xp.astype(grad, work), xp.astype(y, work), axes, out
+
+
+def softmax_jacobian(p: Array, /) -> Array:
+    r"""The full Jacobian ``J = diag(p) - p p^T`` of softmax over the last axis.
+
+    ``J[..., i, k] = dp_i / dx_k = p_i (delta_ik - p_k)``.  For teaching and
+    checking: it costs O(N^2) memory, where :func:`softmax_backward` computes
+    the product ``g @ J`` in O(N).
+
+    Parameters
+    ----------
+    p : array of shape (..., N)
+        Softmax output.
+
+    Returns
+    -------
+    array of shape (..., N, N), symmetric in the last two axes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmaxkit import softmax_jacobian
+    >>> softmax_jacobian(np.array([0.2, 0.8]))
+    array([[ 0.16, -0.16],
+           [-0.16,  0.16]])
+    """
+    p = as_array(p, "p")
+    xp = namespace(p)
+    if p.ndim < 1:
+        raise SoftmaxkitValueError(
+            f"`p` must have at least one dimension; got shape {tuple(p.shape)}"
+        )
+    work, out = compute_dtype(xp, p.dtype)
+    p = xp.astype(p, work)
+    column = xp.expand_dims(p, axis=-1)
+    row = xp.expand_dims(p, axis=-2)
+    eye = xp.eye(p.shape[-1], dtype=work)
+    return xp.astype(column * eye - column * row, out)
+
+
+def softmax_backward(grad: Array, p: Array, /, axis: Axis = -1) -> Array:
+    r"""The vector-Jacobian product of softmax: ``p * (grad - sum(grad * p))``.
+
+    Given ``grad = dL/dp`` and the forward output ``p = softmax(x)``, returns
+    ``dL/dx = grad @ J`` with ``J = diag(p) - p p^T``, summing over ``axis``
+    without forming ``J``.
+
+    Parameters
+    ----------
+    grad : array
+        Gradient of the loss with respect to ``p``, the shape of ``p``.
+    p : array
+        Output of :func:`softmax` along the same ``axis``.
+    axis : int or tuple of ints, default -1
+
+    Notes
+    -----
+    Where ``p`` is 0 (masked entries, ``-inf`` inputs, all ``-inf`` slices)
+    the gradient is 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmaxkit import softmax, softmax_backward, softmax_jacobian
+    >>> p = softmax(np.array([2.0, 1.0, 0.1]))
+    >>> g = np.array([1.0, 0.0, 0.0])
+    >>> bool(np.allclose(softmax_backward(g, p), g @ softmax_jacobian(p)))
+    True
+    """
+    xp, g, p, axes, out = _pair(grad, p, "p", axis)
+    if is_numpy(p) and _kernels.enabled():
+        return _kernels.softmax_backward(g, p, axes, out)
+    dx = p * (g - xp.sum(g * p, axis=axes, keepdims=True))
+    return xp.astype(dx, out)
+
+
+def log_softmax_backward(grad: Array, logp: Array, /, axis: Axis = -1) -> Array:
+    r"""The vector-Jacobian product of log_softmax: ``grad - exp(logp) * sum(grad)``.
+
+    Given ``grad = dL/dlogp`` and the forward output ``logp = log_softmax(x)``,
+    returns ``dL/dx``.
+
+    Notes
+    -----
+    Entries where ``logp`` is ``-inf`` (masked out, or ``-inf`` inputs) do not
+    depend on ``x``: they receive gradient 0 and their ``grad`` is left out of
+    the sum, so an infinite or NaN ``grad`` there cannot spread.  This matches
+    the autograd gradient of :func:`log_softmax`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmaxkit import log_softmax, log_softmax_backward
+    >>> logp = log_softmax(np.array([0.0, 0.0]))
+    >>> log_softmax_backward(np.array([1.0, 0.0]), logp)
+    array([ 0.5, -0.5])
+    """
+    xp, g, logp, axes, out = _pair(grad, logp, "logp", axis)
+    if is_numpy(logp) and _kernels.enabled():
+        return _kernels.log_softmax_backward(g, logp, axes, out)
+    constant = logp == -xp.inf
+    g = xp.where(constant, xp.asarray(0.0, dtype=g.dtype), g)
+    dx = g - xp.exp(logp) * xp.sum(g, axis=axes, keepdims=True)
+    return xp.astype(dx, out)

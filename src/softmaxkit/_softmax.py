@@ -1,0 +1,343 @@
+"""The softmax family: softmax, log_softmax, logsumexp, pmf_normalize, sigmoid.
+
+Every function runs on NumPy, PyTorch and JAX arrays through one code path
+(the array-API namespace of its input), and every edge case is decided in one
+place, :func:`_shifted_exp`:
+
+* the max shift, so that any finite input is safe;
+* ``+inf`` entries share the mass equally;
+* a slice that is all ``-inf`` (or wholly masked by ``where``) has sum 0 and
+  gives probability 0, log-probability ``-inf`` and gradient 0, never NaN;
+* NaN stays in the slice that holds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any, NamedTuple
+
+from . import _kernels
+from ._backend import (
+    as_array,
+    compute_dtype,
+    is_concrete,
+    is_numpy,
+    namespace,
+    normalize_axis,
+    stop_gradient,
+    to_numpy,
+    validate_temperature,
+    validate_where,
+)
+from ._errors import SoftmaxkitValueError
+
+__all__ = [
+    "log_sigmoid",
+    "log_softmax",
+    "logsumexp",
+    "pmf_normalize",
+    "sigmoid",
+    "softmax",
+]
+
+Array = Any
+Axis = int | Sequence[int]
+
+
+class _Prepared(NamedTuple):
+    xp: ModuleType
+    x: Array  # in the working dtype, masked entries set to -inf
+    axes: tuple[int, ...]
+    out_dtype: Any
+    temperature: float
+    empty: bool  # a reduced axis has length 0
+
+
+def _prepare(x: Array, axis: Axis, where: Any, temperature: Any = 1.0) -> _Prepared:
+    x = as_array(x, "x")
+    xp = namespace(x)
+    axes = normalize_axis(axis, x.ndim)
+    t = validate_temperature(temperature)
+    mask = validate_where(where, x, xp)
+    work, out = compute_dtype(xp, x.dtype)
+    if x.dtype != work:
+        x = xp.astype(x, work)
+    if mask is not None:
+        x = xp.where(mask, x, xp.asarray(-xp.inf, dtype=work))
+    empty = any(x.shape[a] == 0 for a in axes)
+    return _Prepared(xp, x, axes, out, t, empty)
+
+
+def _shifted_exp(xp: ModuleType, x: Array, axes: tuple[int, ...], temperature: float):
+    """``(z, s, m)``: ``z = (x - max) / T`` made safe, ``s = sum(exp(z))``, ``m = max``.
+
+    ``m`` keeps its dimensions and is cut from autograd (the shift cancels in
+    every result, so treating it as a constant gives the exact gradient).
+    For a slice whose max is ``+inf``, ``z`` is 0 at the ``+inf`` entries and
+    ``-inf`` elsewhere, so they share the mass equally.  For an all ``-inf``
+    slice ``z`` is ``-inf`` and ``s`` is 0.  For a slice holding NaN, ``z`` is
+    NaN throughout (set directly, so that no ``exp`` overflows on the way).
+    """
+    dtype = x.dtype
+    zero = xp.asarray(0.0, dtype=dtype)
+    neg_inf = xp.asarray(-xp.inf, dtype=dtype)
+    m = stop_gradient(xp.max(x, axis=axes, keepdims=True))
+    shift = xp.where(xp.isfinite(m), m, zero)
+    z = x - shift
+    if temperature != 1.0:
+        z = z / temperature
+    z = xp.where(m == xp.inf, xp.where(x == xp.inf, zero, neg_inf), z)
+    z = xp.where(xp.isnan(m), xp.asarray(xp.nan, dtype=dtype), z)
+    s = xp.sum(xp.exp(z), axis=axes, keepdims=True)
+    return z, s, m
+
+
+def _safe_denominator(xp: ModuleType, s: Array) -> Array:
+    # s == 0 only for an all -inf slice, whose numerators are all 0 too.
+    return xp.where(s == 0, xp.asarray(1.0, dtype=s.dtype), s)
+
+
+def softmax(x: Array, /, axis: Axis = -1, *, temperature: float = 1.0, where: Any = None) -> Array:
+    r"""Probabilities along ``axis``: ``exp(x / T) / sum(exp(x / T))``.
+
+    Parameters
+    ----------
+    x : array, any shape
+        Scores (logits).  NumPy, PyTorch or JAX; the result is of the same kind.
+        Integers are promoted to the default floating dtype; float16 and
+        bfloat16 are accumulated in float32 and returned in their own dtype.
+    axis : int or tuple of ints, default -1
+        The axis (or axes) along which the probabilities sum to one.
+    temperature : float, default 1.0
+        ``T`` above: finite and > 0.  ``T > 1`` flattens the distribution,
+        ``T < 1`` sharpens it towards the argmax.
+    where : boolean array broadcastable to ``x.shape``, optional
+        Entries where ``where`` is False are left out: they get probability 0
+        and have no influence on the others, whatever value they hold.
+
+    Returns
+    -------
+    array, the shape of ``x``
+
+    Notes
+    -----
+    Computed as ``exp(z - max(z)) / sum(exp(z - max(z)))`` with ``z = x / T``,
+    which is exact algebra and never overflows.  At the edges:
+
+    * ``+inf`` entries share the mass equally: ``[1, inf, inf] -> [0, .5, .5]``
+      (SciPy and PyTorch return NaN);
+    * a slice that is all ``-inf`` or wholly masked gives zeros, with gradient
+      zero (not the NaN of the usual masked-attention bug);
+    * a slice holding NaN gives NaN, and no other slice is touched;
+    * empty input gives empty output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmaxkit import softmax
+    >>> softmax(np.array([2.0, 1.0, 0.1]))  # cat, dog, elephant
+    array([0.659, 0.2424, 0.0986])
+    >>> softmax(np.array([1.0, np.inf, np.inf]))
+    array([0. , 0.5, 0.5])
+    >>> softmax(np.array([3.0, 1.0, 100.0]), where=np.array([True, True, False]))
+    array([0.8808, 0.1192, 0.    ])
+    """
+    prep = _prepare(x, axis, where, temperature)
+    xp, x = prep.xp, prep.x
+    if prep.empty:
+        return xp.astype(x, prep.out_dtype)
+    if is_numpy(x) and _kernels.enabled():
+        return _kernels.softmax(x, prep.axes, prep.temperature, prep.out_dtype)
+    z, s, _ = _shifted_exp(xp, x, prep.axes, prep.temperature)
+    p = xp.exp(z) / _safe_denominator(xp, s)
+    return xp.astype(p, prep.out_dtype)
+
+
+def log_softmax(
+    x: Array, /, axis: Axis = -1, *, temperature: float = 1.0, where: Any = None
+) -> Array:
+    r"""Log-probabilities along ``axis``: ``x / T - logsumexp(x / T)``.
+
+    Takes the same arguments as :func:`softmax`.  Computed as
+    ``z - log(sum(exp(z)))`` with ``z = (x - max) / T``, never as
+    ``log(softmax(x))``, so that probabilities far below the smallest float
+    keep their exact logarithm.
+
+    Entries that are ``-inf`` or masked out give ``-inf`` and receive gradient
+    0; an all ``-inf`` or wholly masked slice gives ``-inf`` throughout.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmaxkit import log_softmax
+    >>> log_softmax(np.array([0.0, -1000.0]))  # exp(-1000) underflows; its log does not
+    array([    0., -1000.])
+    """
+    prep = _prepare(x, axis, where, temperature)
+    xp, x = prep.xp, prep.x
+    if prep.empty:
+        return xp.astype(x, prep.out_dtype)
+    if is_numpy(x) and _kernels.enabled():
+        return _kernels.log_softmax(x, prep.axes, prep.temperature, prep.out_dtype)
+    z, s, _ = _shifted_exp(xp, x, prep.axes, prep.temperature)
+    out = z - xp.log(_safe_denominator(xp, s))
+    # The -inf entries are constant: cut them from the graph so their
+    # gradient is exactly 0 (and an all -inf slice stays -inf, not NaN).
+    out = xp.where(z == -xp.inf, z, out)
+    return xp.astype(out, prep.out_dtype)
+
+
+def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: Any = None) -> Array:
+    r"""The smooth maximum ``log(sum(exp(x)))`` along ``axis``.
+
+    Parameters
+    ----------
+    x : array
+        Any real array (NumPy, PyTorch or JAX).
+    axis : int or tuple of ints, default -1
+        The axes reduced.
+    keepdims : bool, default False
+        Keep the reduced axes with length 1.
+    where : boolean array broadcastable to ``x.shape``, optional
+        Only entries where ``where`` is True take part.
+
+    Returns
+    -------
+    array, the shape of ``x`` without ``axis`` (or with length 1 there)
+
+    Notes
+    -----
+    ``logsumexp(x) = m + log(sum(exp(x - m)))`` with ``m = max(x)``.  Its
+    gradient is ``softmax(x)``.  An empty, all ``-inf`` or wholly masked slice
+    gives ``-inf``; a slice holding ``+inf`` gives ``+inf``; NaN gives NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmaxkit import logsumexp
+    >>> logsumexp(np.array([1000.0, 1000.0]))  # 1000 + log 2, no overflow
+    array(1000.6931)
+    >>> logsumexp(np.array([]))
+    array(-inf)
+    """
+    prep = _prepare(x, axis, where)
+    xp, x = prep.xp, prep.x
+    if prep.empty:
+        shape = tuple(1 if i in prep.axes else n for i, n in enumerate(x.shape))
+        out = xp.full(shape, -xp.inf, dtype=prep.out_dtype)
+        return out if keepdims else xp.squeeze(out, axis=prep.axes)
+    if is_numpy(x) and _kernels.enabled():
+        out = _kernels.logsumexp(x, prep.axes, prep.out_dtype)
+    else:
+        _, s, m = _shifted_exp(xp, x, prep.axes, 1.0)
+        shift = xp.where(xp.isfinite(m), m, xp.asarray(0.0, dtype=x.dtype))
+        out = xp.log(_safe_denominator(xp, s)) + shift
+        out = xp.where(s == 0, xp.asarray(-xp.inf, dtype=x.dtype), out)
+        out = xp.where(m == xp.inf, m, out)
+        out = xp.astype(out, prep.out_dtype)
+    return out if keepdims else xp.squeeze(out, axis=prep.axes)
+
+
+def _first_position(mask: Array) -> tuple[int, ...]:
+    import numpy as np
+
+    return tuple(int(i) for i in np.argwhere(to_numpy(mask))[0])
+
+
+def pmf_normalize(counts: Array, /, axis: Axis = -1) -> Array:
+    r"""Counts divided by their total along ``axis``: the frequentist PMF.
+
+    ``p[k] = counts[k] / sum(counts)``: the linear cousin of :func:`softmax`,
+    for values that are already non-negative (observed frequencies).
+
+    Parameters
+    ----------
+    counts : array
+        Finite, non-negative values; each slice along ``axis`` must have a
+        positive total.  Integers are promoted to the default floating dtype.
+    axis : int or tuple of ints, default -1
+
+    Raises
+    ------
+    SoftmaxkitValueError
+        For a negative or non-finite count, or a slice that sums to 0, naming
+        the first offending position.  (Under ``jax.jit`` the values cannot be
+        inspected and are not checked.)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmaxkit import pmf_normalize
+    >>> pmf_normalize(np.array([100, 300, 600]))  # bicycles, trucks, cars in an hour
+    array([0.1, 0.3, 0.6])
+    """
+    counts = as_array(counts, "counts")
+    xp = namespace(counts)
+    axes = normalize_axis(axis, counts.ndim)
+    work, out = compute_dtype(xp, counts.dtype)
+    c = xp.astype(counts, work)
+    if is_concrete(c) and c.size != 0:
+        bad = ~xp.isfinite(c) | (c < 0)
+        if bool(xp.any(bad)):
+            pos = _first_position(bad)
+            raise SoftmaxkitValueError(
+                f"`counts` must be finite and non-negative; position {pos} holds "
+                f"{to_numpy(c)[pos].item()!r}"
+            )
+    total = xp.sum(c, axis=axes, keepdims=True)
+    if is_concrete(c) and total.size != 0 and bool(xp.any(total == 0)):
+        pos = _first_position(total == 0)
+        raise SoftmaxkitValueError(
+            f"`counts` must have a positive total along `axis`; the slice at position "
+            f"{pos} (length 1 on the reduced axes {axes}) sums to 0"
+        )
+    return xp.astype(c / total, out)
+
+
+def _sigmoid_parts(x: Array) -> tuple[ModuleType, Array, Array, Any]:
+    """``(xp, x, e, out_dtype)`` with ``e = exp(-|x|)``, which never overflows."""
+    x = as_array(x, "x")
+    xp = namespace(x)
+    work, out = compute_dtype(xp, x.dtype)
+    x = xp.astype(x, work)
+    # where(x >= 0, -x, x) rather than -abs(x): abs has no useful gradient at 0.
+    e = xp.exp(xp.where(x >= 0, -x, x))
+    return xp, x, e, out
+
+
+def sigmoid(x: Array, /) -> Array:
+    r"""The logistic function ``1 / (1 + exp(-x))``, elementwise.
+
+    Computed from ``e = exp(-|x|)`` as ``1 / (1 + e)`` for ``x >= 0`` and
+    ``e / (1 + e)`` below, so no ``exp`` overflows for any input;
+    ``sigmoid(-inf) = 0`` and ``sigmoid(inf) = 1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmaxkit import sigmoid
+    >>> sigmoid(np.array([-1000.0, 0.0, 1000.0]))
+    array([0. , 0.5, 1. ])
+    """
+    xp, x, e, out = _sigmoid_parts(x)
+    p = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    return xp.astype(p, out)
+
+
+def log_sigmoid(x: Array, /) -> Array:
+    r"""``log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))``, elementwise.
+
+    Exact for any finite input: ``log_sigmoid(-1000) = -1000``, where
+    ``log(sigmoid(-1000))`` would be ``log(0) = -inf``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmaxkit import log_sigmoid
+    >>> log_sigmoid(np.array([-1000.0, 0.0])).tolist()
+    [-1000.0, -0.6931]
+    """
+    xp, x, e, out = _sigmoid_parts(x)
+    zero = xp.asarray(0.0, dtype=x.dtype)
+    return xp.astype(xp.where(x < 0, x, zero) - xp.log1p(e), out)

@@ -1,0 +1,58 @@
+"""Shared fixtures: every backend through the same tests, compared with NumPy."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+
+import jax  # noqa: E402
+import torch  # noqa: E402
+
+# float64 on JAX too, so every backend can be compared with NumPy at float64 tolerance.
+jax.config.update("jax_enable_x64", True)
+torch.set_num_threads(2)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How a test makes arrays of one library and reads them back."""
+
+    name: str
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        a = np.asarray(a) if dtype is None else np.asarray(a, dtype=dtype)
+        if self.name == "numpy":
+            return a
+        if self.name == "torch":
+            return torch.from_numpy(np.array(a))
+        import jax.numpy as jnp
+
+        return jnp.asarray(a)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        if self.name == "torch":
+            return x.detach().cpu().numpy()
+        return np.asarray(x)
+
+    def is_native(self, x: Any) -> bool:
+        """Whether ``x`` is an array of this backend (the kind the caller gave)."""
+        if self.name == "numpy":
+            return isinstance(x, np.ndarray)
+        if self.name == "torch":
+            return isinstance(x, torch.Tensor)
+        return isinstance(x, jax.Array)
+
+
+BACKENDS = ("numpy", "torch", "jax")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return Backend(request.param)
