@@ -12,8 +12,8 @@ import pytest
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
 
-import jax  # noqa: E402
-import torch  # noqa: E402
+import jax
+import torch
 
 # float64 on JAX too, so every backend can be compared with NumPy at float64 tolerance.
 jax.config.update("jax_enable_x64", True)
