@@ -56,3 +56,35 @@ BACKENDS = ("numpy", "torch", "jax")
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> Backend:
     return Backend(request.param)
+
+
+# The two ways NumPy input can be served: "portable" (the array-API code in _softmax and
+# _derivatives) and "compiled" (softmaxkit._kernels).  Add "compiled" here once the kernels
+# exist; every test using `kernel_path` or `engine` then runs on both.
+KERNEL_PATHS: tuple[str, ...] = ("portable",)
+
+
+def _use_kernel_path(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    from softmaxkit import _kernels
+
+    compiled = path == "compiled"
+    monkeypatch.setattr(_kernels, "enabled", lambda *args, **kwargs: compiled)
+
+
+@pytest.fixture(params=KERNEL_PATHS)
+def kernel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The NumPy path under test, forced on for the duration of the test."""
+    _use_kernel_path(monkeypatch, request.param)
+    return str(request.param)
+
+
+ENGINES = (*(f"numpy-{path}" for path in KERNEL_PATHS), "torch", "jax")
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    """Like `backend`, but NumPy once per kernel path: for the edge-case matrix."""
+    name, _, path = str(request.param).partition("-")
+    if name == "numpy":
+        _use_kernel_path(monkeypatch, path)
+    return Backend(name)
