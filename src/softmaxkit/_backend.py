@@ -21,6 +21,7 @@ from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 
 __all__ = [
     "as_array",
+    "as_result",
     "compute_dtype",
     "is_concrete",
     "is_jax",
@@ -86,17 +87,24 @@ def as_array(x: Array, name: str, xp: ModuleType | None = None) -> Array:
                     f"that NumPy cannot convert ({exc})"
                 ) from exc
     dtype = x.dtype
-    if is_numpy(x) or isinstance(dtype, np.dtype):
-        kind = np.dtype(dtype).kind
-        if kind not in "biuf":
-            raise SoftmaxkitTypeError(
-                f"`{name}` must be an array of real numbers; got dtype {np.dtype(dtype)}"
-            )
-        return x
-    xp_x = namespace(x)
-    if not xp_x.isdtype(dtype, ("bool", "integral", "real floating")):
+    if is_numpy(x):
+        ok = np.dtype(dtype).kind in "biuf" or _is_bfloat16(dtype)
+    else:
+        ok = namespace(x).isdtype(dtype, ("bool", "integral", "real floating"))
+    if not ok:
         raise SoftmaxkitTypeError(f"`{name}` must be an array of real numbers; got dtype {dtype}")
     return x
+
+
+def _is_bfloat16(dtype: Any) -> bool:
+    # NumPy has no bfloat16 of its own; ml_dtypes (which JAX brings) registers one
+    # with kind "V", and NumPy's array-API `isdtype` rejects it.
+    return isinstance(dtype, np.dtype) and dtype.name == "bfloat16"
+
+
+def as_result(x: Array) -> Array:
+    """``x``, with a NumPy scalar (what NumPy makes of 0-d results) turned into a 0-d array."""
+    return np.asarray(x) if isinstance(x, np.generic) else x
 
 
 def _itemsize(xp: ModuleType, dtype: Any) -> int:
@@ -118,6 +126,8 @@ def compute_dtype(xp: ModuleType, dtype: Any) -> tuple[Any, Any]:
     float32 and return their own dtype; booleans and integers are promoted to
     the default floating dtype.
     """
+    if _is_bfloat16(dtype):
+        return xp.float32, dtype
     if xp.isdtype(dtype, "real floating"):
         if _itemsize(xp, dtype) < 4:
             return xp.float32, dtype
@@ -145,6 +155,10 @@ def normalize_axis(
             raise SoftmaxkitTypeError(
                 f"`{name}` must be an int or a tuple of ints; got {axis!r}"
             ) from None
+        if ndim == 0:
+            raise SoftmaxkitValueError(
+                f"`{name}` must be () or None for a 0-d array, which has no axis; got {axis!r}"
+            )
         if not -ndim <= a < ndim:
             raise SoftmaxkitValueError(
                 f"`{name}` must be in [{-ndim}, {ndim}) for an array of {ndim} dimension"

@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from . import _kernels
-from ._backend import as_array, compute_dtype, is_numpy, namespace, normalize_axis
+from ._backend import as_array, as_result, compute_dtype, is_numpy, namespace, normalize_axis
 from ._errors import SoftmaxkitValueError
 
 __all__ = ["log_softmax_backward", "softmax_backward", "softmax_jacobian"]
@@ -71,7 +71,7 @@ def softmax_jacobian(p: Array, /) -> Array:
     column = xp.expand_dims(p, axis=-1)
     row = xp.expand_dims(p, axis=-2)
     eye = xp.eye(p.shape[-1], dtype=work)
-    return xp.astype(column * eye - column * row, out)
+    return as_result(xp.astype(column * eye - column * row, out))
 
 
 def softmax_backward(grad: Array, p: Array, /, axis: Axis = -1) -> Array:
@@ -92,7 +92,8 @@ def softmax_backward(grad: Array, p: Array, /, axis: Axis = -1) -> Array:
     Notes
     -----
     Where ``p`` is 0 (masked entries, ``-inf`` inputs, all ``-inf`` slices)
-    the gradient is 0.
+    the gradient is 0, and ``grad`` there is left out of the sum, so an
+    infinite or NaN ``grad`` at such an entry cannot spread.
 
     Examples
     --------
@@ -106,8 +107,12 @@ def softmax_backward(grad: Array, p: Array, /, axis: Axis = -1) -> Array:
     xp, g, p, axes, out = _pair(grad, p, "p", axis)
     if is_numpy(p) and _kernels.enabled():
         return _kernels.softmax_backward(g, p, axes, out)
+    # Entries with p == 0 do not depend on x: leave their grad out of the sum, so
+    # that an infinite or NaN grad there (a masked position) cannot spread.
+    zero = xp.asarray(0.0, dtype=g.dtype)
+    g = xp.where(p == 0, zero, g)
     dx = p * (g - xp.sum(g * p, axis=axes, keepdims=True))
-    return xp.astype(dx, out)
+    return as_result(xp.astype(dx, out))
 
 
 def log_softmax_backward(grad: Array, logp: Array, /, axis: Axis = -1) -> Array:
@@ -137,4 +142,4 @@ def log_softmax_backward(grad: Array, logp: Array, /, axis: Axis = -1) -> Array:
     constant = logp == -xp.inf
     g = xp.where(constant, xp.asarray(0.0, dtype=g.dtype), g)
     dx = g - xp.exp(logp) * xp.sum(g, axis=axes, keepdims=True)
-    return xp.astype(dx, out)
+    return as_result(xp.astype(dx, out))

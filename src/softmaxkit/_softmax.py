@@ -17,9 +17,12 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from . import _kernels
 from ._backend import (
     as_array,
+    as_result,
     compute_dtype,
     is_concrete,
     is_numpy,
@@ -151,7 +154,7 @@ def softmax(x: Array, /, axis: Axis = -1, *, temperature: float = 1.0, where: An
         return _kernels.softmax(x, prep.axes, prep.temperature, prep.out_dtype)
     z, s, _ = _shifted_exp(xp, x, prep.axes, prep.temperature)
     p = xp.exp(z) / _safe_denominator(xp, s)
-    return xp.astype(p, prep.out_dtype)
+    return as_result(xp.astype(p, prep.out_dtype))
 
 
 def log_softmax(
@@ -185,7 +188,7 @@ def log_softmax(
     # The -inf entries are constant: cut them from the graph so their
     # gradient is exactly 0 (and an all -inf slice stays -inf, not NaN).
     out = xp.where(z == -xp.inf, z, out)
-    return xp.astype(out, prep.out_dtype)
+    return as_result(xp.astype(out, prep.out_dtype))
 
 
 def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: Any = None) -> Array:
@@ -226,7 +229,7 @@ def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: An
     if prep.empty:
         shape = tuple(1 if i in prep.axes else n for i, n in enumerate(x.shape))
         out = xp.full(shape, -xp.inf, dtype=prep.out_dtype)
-        return out if keepdims else xp.squeeze(out, axis=prep.axes)
+        return as_result(out if keepdims else xp.squeeze(out, axis=prep.axes))
     if is_numpy(x) and _kernels.enabled():
         out = _kernels.logsumexp(x, prep.axes, prep.out_dtype)
     else:
@@ -236,12 +239,10 @@ def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: An
         out = xp.where(s == 0, xp.asarray(-xp.inf, dtype=x.dtype), out)
         out = xp.where(m == xp.inf, m, out)
         out = xp.astype(out, prep.out_dtype)
-    return out if keepdims else xp.squeeze(out, axis=prep.axes)
+    return as_result(out if keepdims else xp.squeeze(out, axis=prep.axes))
 
 
 def _first_position(mask: Array) -> tuple[int, ...]:
-    import numpy as np
-
     return tuple(int(i) for i in np.argwhere(to_numpy(mask))[0])
 
 
@@ -277,7 +278,10 @@ def pmf_normalize(counts: Array, /, axis: Axis = -1) -> Array:
     axes = normalize_axis(axis, counts.ndim)
     work, out = compute_dtype(xp, counts.dtype)
     c = xp.astype(counts, work)
-    if is_concrete(c) and c.size != 0:
+    if c.size == 0:
+        return as_result(xp.astype(c, out))
+    concrete = is_concrete(c)
+    if concrete:
         bad = ~xp.isfinite(c) | (c < 0)
         if bool(xp.any(bad)):
             pos = _first_position(bad)
@@ -285,14 +289,23 @@ def pmf_normalize(counts: Array, /, axis: Axis = -1) -> Array:
                 f"`counts` must be finite and non-negative; position {pos} holds "
                 f"{to_numpy(c)[pos].item()!r}"
             )
-    total = xp.sum(c, axis=axes, keepdims=True)
-    if is_concrete(c) and total.size != 0 and bool(xp.any(total == 0)):
+    with np.errstate(over="ignore"):  # an overflowing total is rescued below
+        total = xp.sum(c, axis=axes, keepdims=True)
+    if concrete and bool(xp.any(total == 0)):
         pos = _first_position(total == 0)
         raise SoftmaxkitValueError(
-            f"`counts` must have a positive total along `axis`; the slice at position "
-            f"{pos} (length 1 on the reduced axes {axes}) sums to 0"
+            f"`counts` must have a positive total along `axis` {axes}; the slice "
+            f"starting at position {pos} sums to 0"
         )
-    return xp.astype(c / total, out)
+    overflow = total == xp.inf
+    if not concrete or bool(xp.any(overflow)):
+        # Counts near the largest float: divide by the slice's max first.  Only
+        # those slices, so that ordinary counts keep their single rounding.
+        one = xp.asarray(1.0, dtype=work)
+        scale = xp.where(overflow, xp.max(c, axis=axes, keepdims=True), one)
+        c = c / scale
+        total = xp.where(overflow, xp.sum(c, axis=axes, keepdims=True), total)
+    return as_result(xp.astype(c / total, out))
 
 
 def _sigmoid_parts(x: Array) -> tuple[ModuleType, Array, Array, Any]:
@@ -322,7 +335,7 @@ def sigmoid(x: Array, /) -> Array:
     """
     xp, x, e, out = _sigmoid_parts(x)
     p = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
-    return xp.astype(p, out)
+    return as_result(xp.astype(p, out))
 
 
 def log_sigmoid(x: Array, /) -> Array:
@@ -340,4 +353,4 @@ def log_sigmoid(x: Array, /) -> Array:
     """
     xp, x, e, out = _sigmoid_parts(x)
     zero = xp.asarray(0.0, dtype=x.dtype)
-    return xp.astype(xp.where(x < 0, x, zero) - xp.log1p(e), out)
+    return as_result(xp.astype(xp.where(x < 0, x, zero) - xp.log1p(e), out))
