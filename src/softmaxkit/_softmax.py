@@ -13,6 +13,7 @@ place, :func:`_shifted_exp`:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -87,9 +88,12 @@ def _shifted_exp(xp: ModuleType, x: Array, axes: tuple[int, ...], temperature: f
     neg_inf = xp.asarray(-xp.inf, dtype=dtype)
     m = stop_gradient(xp.max(x, axis=axes, keepdims=True))
     shift = xp.where(xp.isfinite(m), m, zero)
-    z = x - shift
-    if temperature != 1.0:
-        z = z / temperature
+    # x - max (or its quotient by T) can fall below the smallest float, e.g.
+    # -1e308 - 1e308: -inf is then the correctly rounded value, and exp gives 0.
+    with np.errstate(over="ignore"):
+        z = x - shift
+        if temperature != 1.0:
+            z = z / temperature
     z = xp.where(m == xp.inf, xp.where(x == xp.inf, zero, neg_inf), z)
     z = xp.where(xp.isnan(m), xp.asarray(xp.nan, dtype=dtype), z)
     s = xp.sum(xp.exp(z), axis=axes, keepdims=True)
@@ -99,6 +103,25 @@ def _shifted_exp(xp: ModuleType, x: Array, axes: tuple[int, ...], temperature: f
 def _safe_denominator(xp: ModuleType, s: Array) -> Array:
     # s == 0 only for an all -inf slice, whose numerators are all 0 too.
     return xp.where(s == 0, xp.asarray(1.0, dtype=s.dtype), s)
+
+
+def _log_sum(xp: ModuleType, z: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
+    """``(log(sum(exp(z))), empty)`` for ``z`` from :func:`_shifted_exp` (max 0), dims kept.
+
+    Each entry with ``z == 0`` contributes exactly ``1 = 1 + expm1(0)``.  Summing the
+    ``expm1`` there and ``exp`` elsewhere gives ``r = s - 1`` without forming ``s``, so
+    ``log1p(r)`` keeps full relative accuracy when one entry dominates (log-probabilities
+    near 0), and the gradient is still ``exp(z)`` everywhere.  ``empty`` marks all
+    ``-inf`` slices (``r = -1``), whose log is returned as 0 so that no ``-inf - -inf``
+    is ever formed; callers put ``-inf`` there.
+    """
+    top = z == 0
+    terms = xp.where(top, xp.expm1(z), xp.exp(z))
+    count = xp.sum(xp.astype(top, z.dtype), axis=axes, keepdims=True)
+    r = xp.sum(terms, axis=axes, keepdims=True) + (count - 1)
+    empty = r == -1
+    zero = xp.asarray(0.0, dtype=z.dtype)
+    return xp.log1p(xp.where(empty, zero, r)), empty
 
 
 def softmax(x: Array, /, axis: Axis = -1, *, temperature: float = 1.0, where: Any = None) -> Array:
@@ -183,8 +206,8 @@ def log_softmax(
         return xp.astype(x, prep.out_dtype)
     if is_numpy(x) and _kernels.enabled():
         return _kernels.log_softmax(x, prep.axes, prep.temperature, prep.out_dtype)
-    z, s, _ = _shifted_exp(xp, x, prep.axes, prep.temperature)
-    out = z - xp.log(_safe_denominator(xp, s))
+    z, _, _ = _shifted_exp(xp, x, prep.axes, prep.temperature)
+    out = z - _log_sum(xp, z, prep.axes)[0]
     # The -inf entries are constant: cut them from the graph so their
     # gradient is exactly 0 (and an all -inf slice stays -inf, not NaN).
     out = xp.where(z == -xp.inf, z, out)
@@ -233,10 +256,10 @@ def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: An
     if is_numpy(x) and _kernels.enabled():
         out = _kernels.logsumexp(x, prep.axes, prep.out_dtype)
     else:
-        _, s, m = _shifted_exp(xp, x, prep.axes, 1.0)
+        z, _, m = _shifted_exp(xp, x, prep.axes, 1.0)
         shift = xp.where(xp.isfinite(m), m, xp.asarray(0.0, dtype=x.dtype))
-        out = xp.log(_safe_denominator(xp, s)) + shift
-        out = xp.where(s == 0, xp.asarray(-xp.inf, dtype=x.dtype), out)
+        log_s, empty = _log_sum(xp, z, prep.axes)
+        out = xp.where(empty, xp.asarray(-xp.inf, dtype=x.dtype), log_s + shift)
         out = xp.where(m == xp.inf, m, out)
         out = xp.astype(out, prep.out_dtype)
     return as_result(out if keepdims else xp.squeeze(out, axis=prep.axes))
@@ -278,7 +301,7 @@ def pmf_normalize(counts: Array, /, axis: Axis = -1) -> Array:
     axes = normalize_axis(axis, counts.ndim)
     work, out = compute_dtype(xp, counts.dtype)
     c = xp.astype(counts, work)
-    if c.size == 0:
+    if math.prod(c.shape) == 0:
         return as_result(xp.astype(c, out))
     concrete = is_concrete(c)
     if concrete:
@@ -299,11 +322,11 @@ def pmf_normalize(counts: Array, /, axis: Axis = -1) -> Array:
         )
     overflow = total == xp.inf
     if not concrete or bool(xp.any(overflow)):
-        # Counts near the largest float: divide by the slice's max first.  Only
-        # those slices, so that ordinary counts keep their single rounding.
+        # Counts near the largest float: scale those slices by 2**-64, which is
+        # exact (so p keeps its single rounding) and leaves room for any length.
+        # Not by the max: XLA divides through a reciprocal that flushes to 0.
         one = xp.asarray(1.0, dtype=work)
-        scale = xp.where(overflow, xp.max(c, axis=axes, keepdims=True), one)
-        c = c / scale
+        c = c * xp.where(overflow, xp.asarray(2.0**-64, dtype=work), one)
         total = xp.where(overflow, xp.sum(c, axis=axes, keepdims=True), total)
     return as_result(xp.astype(c / total, out))
 
