@@ -6,6 +6,7 @@ logistic function.  Every function takes a NumPy, PyTorch or JAX array and
 returns one of the same kind.
 """
 
+from ._calibration import expected_calibration_error, fit_temperature, reliability_diagram
 from ._derivatives import log_softmax_backward, softmax_backward, softmax_jacobian
 from ._errors import SoftmaxkitError, SoftmaxkitTypeError, SoftmaxkitValueError
 from ._softmax import log_sigmoid, log_softmax, logsumexp, pmf_normalize, sigmoid, softmax
@@ -16,11 +17,14 @@ __all__ = [
     "SoftmaxkitError",
     "SoftmaxkitTypeError",
     "SoftmaxkitValueError",
+    "expected_calibration_error",
+    "fit_temperature",
     "log_sigmoid",
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",
     "pmf_normalize",
+    "reliability_diagram",
     "sigmoid",
     "softmax",
     "softmax_backward",
