@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "describe",
     "enabled",
     "log_softmax",
     "log_softmax_backward",
@@ -27,6 +28,11 @@ Axes = tuple[int, ...]
 
 def enabled() -> bool:
     return False
+
+
+def describe() -> str:
+    """One line for the benchmark's machine description."""
+    return "not built (portable NumPy path)"
 
 
 def _missing() -> Any:

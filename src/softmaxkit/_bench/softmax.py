@@ -1,0 +1,131 @@
+"""The softmax suite: softmaxkit against its peers and against copying the same bytes.
+
+Every contender computes softmax of the same float32 array in its own process;
+``numpy.copyto`` of the array into a preallocated one of the same size reads
+and writes the same bytes as a one-pass softmax, so it is the memory limit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import THREADS, measure, median_seconds
+
+__all__ = ["contender", "run"]
+
+# (shape, axis): the shapes issue 6 names; the last one reduces a non-last axis.
+SHAPES: tuple[tuple[tuple[int, ...], int], ...] = (
+    ((4096, 32000), -1),
+    ((65536, 1000), -1),
+    ((256, 10), -1),
+    ((1, 10**6), -1),
+    ((1000, 4096), 0),
+)
+QUICK_SHAPES: tuple[tuple[tuple[int, ...], int], ...] = (
+    ((64, 1000), -1),
+    ((256, 10), -1),
+    ((100, 64), 0),
+)
+
+CONTENDERS = ("copy", "softmaxkit", "tutorial", "scipy", "torch", "jax")
+PEERS = ("tutorial", "scipy", "torch", "jax")
+
+
+def scores(shape: tuple[int, ...], dtype: Any = np.float32, seed: int = 0) -> np.ndarray:
+    """Logits of a typical spread (standard deviation 3), the same in every process."""
+    rng = np.random.default_rng(seed)
+    return (3 * rng.standard_normal(shape, dtype=np.float32)).astype(dtype, copy=False)
+
+
+def _callable(name: str, x: np.ndarray, axis: int) -> Any:
+    """A no-argument function that computes softmax of ``x`` with contender ``name``."""
+    if name == "copy":
+        out = np.empty_like(x)
+        return lambda: np.copyto(out, x)
+    if name == "softmaxkit":
+        import softmaxkit
+
+        return lambda: softmaxkit.softmax(x, axis=axis)
+    if name == "tutorial":
+        return lambda: np.exp(x) / np.sum(np.exp(x), axis=axis, keepdims=True)
+    if name == "scipy":
+        from scipy.special import softmax as scipy_softmax
+
+        return lambda: scipy_softmax(x, axis=axis)
+    if name == "torch":
+        import torch
+
+        torch.set_num_threads(THREADS)
+        t = torch.from_numpy(x)
+        return lambda: torch.softmax(t, dim=axis)
+    if name == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        f = jax.jit(lambda v: jax.nn.softmax(v, axis=axis))
+        v = jnp.asarray(x)
+        return lambda: f(v).block_until_ready()
+    raise ValueError(name)
+
+
+def contender(name: str, shape: list[int], axis: int, repeat: int) -> dict[str, Any]:
+    """Run in a contender's own process: the median seconds of one softmax call."""
+    x = scores(tuple(shape))
+    fn = _callable(name, x, axis)
+    return {"seconds": median_seconds(fn, repeat=repeat)}
+
+
+def run(*, quick: bool = False, repeat: int | None = None) -> dict[str, Any]:
+    shapes = QUICK_SHAPES if quick else SHAPES
+    repeat = repeat or (5 if quick else 20)
+    rows: list[list[Any]] = []
+    extra: dict[str, Any] = {}
+    errors: list[str] = []
+    for shape, axis in shapes:
+        times: dict[str, float] = {}
+        for name in CONTENDERS:
+            result = measure(
+                "softmaxkit._bench.softmax:contender",
+                name=name,
+                shape=list(shape),
+                axis=axis,
+                repeat=repeat,
+            )
+            if "error" in result:
+                errors.append(f"{name} on {shape}: {result['error']}")
+                times[name] = math.nan
+            else:
+                times[name] = result["seconds"]
+        label = f"{shape} axis={axis}"
+        extra[label] = times
+        ours = times["softmaxkit"]
+        for name in CONTENDERS:
+            t = times[name]
+            rows.append(
+                [
+                    label,
+                    name,
+                    t * 1e3,
+                    t / times["copy"],
+                    t / ours if name != "softmaxkit" else 1.0,
+                ]
+            )
+    notes = [
+        "float32; median of repeated calls, each contender in its own process on "
+        f"{THREADS} threads",
+        "x copy: time / numpy.copyto of the same bytes (the memory limit); "
+        "x softmaxkit: time / softmaxkit's time (above 1: softmaxkit is faster)",
+        "tutorial: np.exp(x) / np.sum(np.exp(x), axis, keepdims=True); jax: jax.nn.softmax under jit",
+        *errors,
+    ]
+    return {
+        "suite": "softmax",
+        "title": "softmax, float32",
+        "columns": ["shape", "contender", "ms", "x copy", "x softmaxkit"],
+        "rows": rows,
+        "notes": notes,
+        "extra": {"seconds": extra, "repeat": repeat},
+    }

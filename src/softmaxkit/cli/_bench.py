@@ -1,0 +1,50 @@
+"""``softmaxkit bench``: the side-by-side benchmark of every suite, as tables and JSON."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import CommandError
+
+__all__ = ["register"]
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from .._bench import SUITES, run_suites, write_json
+
+    names = args.suites or list(SUITES)
+    unknown = [n for n in names if n not in SUITES]
+    if unknown:
+        raise CommandError(
+            f"`SUITE` must be one of {', '.join(SUITES)}; got {', '.join(map(repr, unknown))}"
+        )
+    if args.repeat is not None and args.repeat < 1:
+        raise CommandError(f"`--repeat` must be at least 1; got {args.repeat}")
+    results = run_suites(names, quick=args.quick, repeat=args.repeat)
+    write_json(args.json, results)
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "bench",
+        help="time softmaxkit against its peers and the memory limit",
+        description=(
+            "Time softmaxkit against the tutorial formula, SciPy, PyTorch and JAX, and "
+            "against numpy.copyto of the same bytes (the memory limit), each contender "
+            "in its own process on 2 threads; print tables and write JSON."
+        ),
+    )
+    parser.add_argument(
+        "suites", nargs="*", metavar="SUITE", help="suites to run (default: every suite)"
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny shapes: a smoke test")
+    parser.add_argument("--repeat", type=int, default=None, help="timed calls per contender")
+    parser.add_argument(
+        "--json",
+        default="bench-results.json",
+        metavar="PATH",
+        help="where to write the results (default: bench-results.json)",
+    )
+    parser.set_defaults(func=_run_bench)
