@@ -7,6 +7,7 @@ returns one of the same kind.
 """
 
 from ._calibration import expected_calibration_error, fit_temperature, reliability_diagram
+from ._candidate import nce_loss, sampled_logits, sampled_softmax_loss
 from ._derivatives import log_softmax_backward, softmax_backward, softmax_jacobian
 from ._errors import SoftmaxkitError, SoftmaxkitTypeError, SoftmaxkitValueError
 from ._softmax import log_sigmoid, log_softmax, logsumexp, pmf_normalize, sigmoid, softmax
@@ -23,8 +24,11 @@ __all__ = [
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",
+    "nce_loss",
     "pmf_normalize",
     "reliability_diagram",
+    "sampled_logits",
+    "sampled_softmax_loss",
     "sigmoid",
     "softmax",
     "softmax_backward",

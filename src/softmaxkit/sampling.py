@@ -1,0 +1,353 @@
+"""Candidate samplers for sampled softmax and NCE, with TensorFlow's semantics.
+
+A sampler draws a set of negative classes from a base distribution ``P`` over
+``[0, num_classes)`` and reports how often each class is *expected* to appear
+in such a draw, the ``Q`` that :func:`softmaxkit.sampled_softmax_loss`
+subtracts (as ``log Q``) to keep its estimate consistent:
+
+* :class:`UniformSampler`: ``P(k) = 1 / num_classes``;
+* :class:`LogUniformSampler`: ``P(k) = (log(k + 2) - log(k + 1)) / log(num_classes + 1)``,
+  Zipf's law for classes sorted by falling frequency (words in a vocabulary);
+* :class:`UnigramSampler`: ``P(k) ∝ counts[k] ** distortion``, O(1) per draw
+  by Walker's alias method.
+
+Samplers run on NumPy whatever array library the loss receives: drawing a few
+thousand integers costs microseconds, and NumPy's generator makes results
+reproducible everywhere from one seed.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ._backend import to_numpy
+from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
+from ._softmax import softmax
+
+__all__ = [
+    "LogUniformSampler",
+    "SampledValues",
+    "UniformSampler",
+    "UnigramSampler",
+]
+
+
+class SampledValues(NamedTuple):
+    """What a sampler returns, and what the sampled losses accept as ``sampled_values``.
+
+    Attributes
+    ----------
+    sampled : ndarray of int64, shape (num_sampled,)
+        The sampled classes, in the order they were first drawn.
+    true_expected_count : ndarray of float64, the shape of ``true_classes``, or None
+        ``Q`` of each true class; None when no ``true_classes`` were given.
+    sampled_expected_count : ndarray of float64, shape (num_sampled,)
+        ``Q`` of each sampled class.
+    """
+
+    sampled: np.ndarray
+    true_expected_count: np.ndarray | None
+    sampled_expected_count: np.ndarray
+
+
+def as_generator(rng: Any) -> np.random.Generator:
+    """``rng`` as a NumPy Generator: an int seeds a fresh one, None draws fresh entropy."""
+    if rng is None or isinstance(rng, np.random.Generator):
+        return np.random.default_rng(rng)
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        if rng < 0:
+            raise SoftmaxkitValueError(f"`rng` as a seed must be >= 0; got {rng}")
+        return np.random.default_rng(int(rng))
+    raise SoftmaxkitTypeError(
+        f"`rng` must be a numpy.random.Generator, an int seed or None; got {type(rng).__name__}"
+    )
+
+
+def _count(value: Any, name: str, minimum: int) -> int:
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise SoftmaxkitTypeError(f"`{name}` must be an int; got {value!r}") from None
+    if n < minimum:
+        raise SoftmaxkitValueError(f"`{name}` must be >= {minimum}; got {n}")
+    return n
+
+
+def expected_count(p: np.ndarray, num_sampled: int, num_tries: int, unique: bool) -> np.ndarray:
+    """How often a class of probability ``p`` is expected in a sample.
+
+    With replacement: ``p * num_sampled``.  Without (``unique``): the chance
+    that the class came up in ``num_tries`` draws, ``1 - (1 - p) ** num_tries``,
+    computed as ``-expm1(num_tries * log1p(-p))`` so that it stays exact for
+    tiny ``p`` (where ``1 - p`` rounds to 1).
+    """
+    if not unique:
+        return p * num_sampled
+    with np.errstate(divide="ignore"):  # log1p(-1) = -inf is meant: such a class is certain
+        return -np.expm1(num_tries * np.log1p(-p))
+
+
+class _Sampler:
+    """Shared machinery: argument checks, the unique-draw loop, expected counts."""
+
+    num_classes: int
+    _support: int  # classes of non-zero probability
+
+    def _probability(self, classes: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def _classes(self, classes: Any, name: str) -> np.ndarray:
+        a = (
+            to_numpy(classes)
+            if not isinstance(classes, (list, tuple, int))
+            else np.asarray(classes)
+        )
+        if a.dtype.kind not in "iu":
+            raise SoftmaxkitTypeError(f"`{name}` must hold integer classes; got dtype {a.dtype}")
+        bad = (a < 0) | (a >= self.num_classes)
+        if bad.any():
+            pos = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise SoftmaxkitValueError(
+                f"`{name}` must be in [0, {self.num_classes}); position {pos} holds {a[pos].item()}"
+            )
+        return a.astype(np.int64)
+
+    def probability(self, classes: Any, /) -> np.ndarray:
+        """``P(k)`` of a single draw, for each class in ``classes`` (any shape)."""
+        return self._probability(self._classes(classes, "classes"))
+
+    def sample(
+        self,
+        num_sampled: int,
+        /,
+        *,
+        true_classes: Any = None,
+        unique: bool = True,
+        rng: Any = None,
+    ) -> SampledValues:
+        """Draw ``num_sampled`` classes and their expected counts.
+
+        Parameters
+        ----------
+        num_sampled : int
+            How many classes to return.
+        true_classes : int array of any shape, optional
+            Classes whose expected count is wanted too (the labels of a batch).
+        unique : bool, default True
+            Draw until ``num_sampled`` distinct classes have come up (TensorFlow's
+            rejection of repeats); ``num_tries`` is the number of draws that
+            took.  With False the draws are independent and may repeat.
+        rng : numpy.random.Generator, int seed or None
+            The same seed gives the same sample.
+
+        Returns
+        -------
+        SampledValues
+            ``(sampled, true_expected_count, sampled_expected_count)``; an
+            expected count is ``P(k) * num_sampled`` with ``unique=False`` and
+            ``1 - (1 - P(k)) ** num_tries`` with ``unique=True``.  (TensorFlow
+            uses ``P(k) * num_sampled`` also when ``unique=True`` happened to
+            draw no repeat; the formula here is the inclusion probability in
+            both cases.)
+
+        Raises
+        ------
+        SoftmaxkitValueError
+            With ``unique=True``, when ``num_sampled`` exceeds the number of
+            classes that can be drawn.
+        """
+        n = _count(num_sampled, "num_sampled", 1)
+        if unique and n > self._support:
+            raise SoftmaxkitValueError(
+                f"`num_sampled` must be <= {self._support}, the number of classes that can be "
+                f"drawn, with `unique=True`; got {n}"
+            )
+        gen = as_generator(rng)
+        true = None if true_classes is None else self._classes(true_classes, "true_classes")
+        if unique:
+            sampled, num_tries = self._draw_unique(n, gen)
+        else:
+            sampled, num_tries = self._draw(n, gen), n
+        sampled_count = expected_count(self._probability(sampled), n, num_tries, unique)
+        true_count = (
+            None if true is None else expected_count(self._probability(true), n, num_tries, unique)
+        )
+        return SampledValues(sampled, true_count, sampled_count)
+
+    def _draw_unique(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        """The first ``n`` distinct classes of a stream of draws, and the draws they took."""
+        draws = self._draw(n, rng)
+        while True:
+            classes, first = np.unique(draws, return_index=True)
+            if classes.size >= n:
+                positions = np.sort(first)[:n]
+                return draws[positions], int(positions[-1]) + 1
+            # Doubling keeps the number of rounds logarithmic even when the last
+            # few classes are rare.
+            draws = np.concatenate([draws, self._draw(draws.size, rng)])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.num_classes})"
+
+
+class UniformSampler(_Sampler):
+    """Every class equally likely: ``P(k) = 1 / num_classes``.
+
+    Examples
+    --------
+    >>> from softmaxkit.sampling import UniformSampler
+    >>> sampler = UniformSampler(4)
+    >>> float(sampler.probability([0])[0])
+    0.25
+    >>> sorted(sampler.sample(4, rng=0).sampled.tolist())  # unique: every class once
+    [0, 1, 2, 3]
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = _count(num_classes, "num_classes", 1)
+        self._support = self.num_classes
+
+    def _probability(self, classes: np.ndarray) -> np.ndarray:
+        return np.full(classes.shape, 1.0 / self.num_classes)
+
+    def _draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return rng.integers(0, self.num_classes, size=n, dtype=np.int64)
+
+
+class LogUniformSampler(_Sampler):
+    """Zipf's law: ``P(k) = (log(k + 2) - log(k + 1)) / log(num_classes + 1)``.
+
+    Class 0 is the most likely; use it when classes are numbered by falling
+    frequency, as words in a vocabulary usually are.  A draw is
+    ``floor(exp(u * log(num_classes + 1))) - 1`` for uniform ``u`` in [0, 1).
+
+    Examples
+    --------
+    >>> from softmaxkit.sampling import LogUniformSampler
+    >>> sampler = LogUniformSampler(10)
+    >>> sampler.probability([0, 1, 9]).round(4).tolist()
+    [0.2891, 0.1691, 0.0397]
+    >>> values = sampler.sample(3, true_classes=[[0], [5]], rng=7)
+    >>> values.true_expected_count.shape
+    (2, 1)
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = _count(num_classes, "num_classes", 1)
+        self._support = self.num_classes
+        self._log_range = math.log(self.num_classes + 1)
+
+    def _probability(self, classes: np.ndarray) -> np.ndarray:
+        # log((k + 2) / (k + 1)) = log1p(1 / (k + 1)), exact for large k.
+        return np.log1p(1.0 / (classes + 1.0)) / self._log_range
+
+    def _draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        k = np.floor(np.exp(rng.random(n) * self._log_range)).astype(np.int64) - 1
+        # exp may round up to exactly num_classes + 1 for u just below 1.
+        return np.minimum(k, self.num_classes - 1)
+
+
+def _alias_table(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Walker's alias table (Vose's construction): ``(keep, alias)`` for probabilities ``p``.
+
+    A draw picks a cell ``i`` uniformly and returns ``i`` with probability
+    ``keep[i]``, else ``alias[i]``.  Cells of zero probability have ``keep``
+    0 and an alias of positive probability, so they are never returned.
+    """
+    n = p.size
+    scaled = p * n
+    keep = np.zeros(n)
+    alias = np.arange(n, dtype=np.int64)
+    small = [int(i) for i in np.flatnonzero(scaled < 1.0)]
+    large = [int(i) for i in np.flatnonzero(scaled >= 1.0)]
+    mass = scaled.tolist()
+    while small and large:
+        s, g = small.pop(), large[-1]
+        keep[s] = mass[s]
+        alias[s] = g
+        mass[g] -= 1.0 - mass[s]
+        if mass[g] < 1.0:
+            small.append(large.pop())
+    # What is left over is 1 up to rounding.  A zero-probability cell left over
+    # (rounding emptied the large list early) must still never be returned.
+    fallback = int(np.argmax(p))
+    for i in large + small:
+        if p[i] > 0:
+            keep[i] = 1.0
+        else:
+            keep[i], alias[i] = 0.0, fallback
+    return keep, alias
+
+
+class UnigramSampler(_Sampler):
+    """Classes drawn in proportion to ``counts[k] ** distortion``, by the alias method.
+
+    Parameters
+    ----------
+    counts : array of shape (num_classes,)
+        Non-negative, finite, not all zero (how often each class occurs in the
+        training data).  A class of count 0 is never drawn.
+    distortion : float, default 1.0
+        The exponent; 0.75 gives word2vec's negative-sampling distribution,
+        0 the uniform distribution over the classes of positive count.
+
+    Notes
+    -----
+    Building the alias table costs O(num_classes) once; each draw then costs
+    O(1): one uniform cell index and one uniform number.
+
+    Examples
+    --------
+    >>> from softmaxkit.sampling import UnigramSampler
+    >>> sampler = UnigramSampler([100, 300, 600, 0])  # bicycles, trucks, cars, boats
+    >>> sampler.probability([0, 1, 2, 3]).round(4).tolist()
+    [0.1, 0.3, 0.6, 0.0]
+    >>> 3 in sampler.sample(500, unique=False, rng=0).sampled
+    False
+    """
+
+    def __init__(self, counts: Any, /, *, distortion: float = 1.0) -> None:
+        c = np.asarray(to_numpy(counts) if not isinstance(counts, (list, tuple)) else counts)
+        if c.ndim != 1 or c.size == 0:
+            raise SoftmaxkitValueError(
+                f"`counts` must be a non-empty 1-d array; got shape {tuple(c.shape)}"
+            )
+        if c.dtype.kind not in "biuf":
+            raise SoftmaxkitTypeError(f"`counts` must be an array of numbers; got dtype {c.dtype}")
+        c = c.astype(np.float64)
+        bad = ~np.isfinite(c) | (c < 0)
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise SoftmaxkitValueError(
+                f"`counts` must be finite and non-negative; position {pos} holds {c[pos].item()!r}"
+            )
+        positive = c > 0
+        if not positive.any():
+            raise SoftmaxkitValueError("`counts` must not be all zero; no class could be drawn")
+        d = float(distortion)
+        if not math.isfinite(d):
+            raise SoftmaxkitValueError(f"`distortion` must be finite; got {distortion!r}")
+        self.num_classes = c.size
+        self.distortion = d
+        self._support = int(positive.sum())
+        # In log space, so that large counts with distortion > 1 cannot overflow.
+        log_weight = d * np.log(np.where(positive, c, 1.0))
+        self._p = np.asarray(softmax(log_weight, where=positive))
+        self._keep, self._alias = _alias_table(self._p)
+
+    def _probability(self, classes: np.ndarray) -> np.ndarray:
+        return self._p[classes]
+
+    def _draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        cell = rng.integers(0, self.num_classes, size=n, dtype=np.int64)
+        return np.where(rng.random(n) < self._keep[cell], cell, self._alias[cell])
+
+    def __repr__(self) -> str:
+        return f"UnigramSampler(<{self.num_classes} counts>, distortion={self.distortion})"

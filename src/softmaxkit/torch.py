@@ -1,0 +1,176 @@
+"""PyTorch layers built on softmaxkit: :class:`SampledSoftmaxLoss`.
+
+This module is only about PyTorch, so it imports torch at its top;
+``import softmaxkit`` never imports it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._candidate import (
+    _check_labels,
+    _check_reduction,
+    _check_shapes,
+    _logits,
+    _prepare,
+    _reduce,
+    _rows,
+    _softmax_loss,
+)
+from ._softmax import log_softmax
+from .sampling import LogUniformSampler, UniformSampler, UnigramSampler, as_generator
+
+__all__ = ["SampledSoftmaxLoss"]
+
+Sampler = LogUniformSampler | UniformSampler | UnigramSampler
+
+
+class SampledSoftmaxLoss(nn.Module):
+    r"""An output layer over many classes, trained with sampled softmax.
+
+    Owns the output embedding ``weight`` (num_classes, embedding_dim) and
+    ``bias`` (num_classes,).  In training mode ``forward`` is
+    :func:`softmaxkit.sampled_softmax_loss` against ``num_sampled`` classes
+    drawn afresh at each call; in eval mode it is the full softmax
+    cross-entropy over every class, the quantity the sampled loss estimates.
+
+    Parameters
+    ----------
+    num_classes, embedding_dim : int
+        V and D.
+    num_sampled : int
+        Classes sampled per training step, shared by the batch.
+    sampler : a :mod:`softmaxkit.sampling` sampler over ``num_classes``, optional
+        Default :class:`~softmaxkit.sampling.LogUniformSampler`.
+    num_true : int, default 1
+        True classes per example (labels of shape (B, num_true)).
+    remove_accidental_hits, subtract_log_q : bool, default True
+        As in :func:`softmaxkit.sampled_logits`.
+    bias : bool, default True
+        Whether the layer has a bias per class.
+    sparse : bool, default False
+        Gather the rows of ``weight`` with a sparse-gradient embedding lookup,
+        so that a step costs O(rows used) and not O(num_classes * D) (use an
+        optimizer that takes sparse gradients, such as ``torch.optim.SGD`` or
+        ``SparseAdam``).  With False the gradient is a dense tensor that is
+        zero outside the rows used.
+    rng : numpy.random.Generator or int seed, optional
+        Seeds the layer's own generator: the same seed gives the same sequence
+        of samples.
+    reduction : {"none", "mean", "sum"}, default "none"
+        As in :func:`softmaxkit.sampled_softmax_loss` (the same default).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from softmaxkit.torch import SampledSoftmaxLoss
+    >>> _ = torch.manual_seed(0)
+    >>> layer = SampledSoftmaxLoss(10_000, 32, num_sampled=100, rng=0, reduction="mean")
+    >>> hidden, labels = torch.randn(8, 32), torch.randint(0, 10_000, (8,))
+    >>> layer(hidden, labels).backward()  # training mode: sampled loss
+    >>> int((layer.weight.grad.abs().sum(dim=1) > 0).sum()) <= 108  # only rows used
+    True
+    >>> full = layer.eval()(hidden, labels)  # eval mode: full softmax cross-entropy
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        num_sampled: int,
+        *,
+        sampler: Sampler | None = None,
+        num_true: int = 1,
+        remove_accidental_hits: bool = True,
+        subtract_log_q: bool = True,
+        bias: bool = True,
+        sparse: bool = False,
+        rng: Any = None,
+        reduction: str = "none",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        _check_reduction(reduction)
+        self.num_classes = int(num_classes)
+        self.embedding_dim = int(embedding_dim)
+        self.num_sampled = int(num_sampled)
+        self.sampler = LogUniformSampler(self.num_classes) if sampler is None else sampler
+        self.num_true = num_true
+        self.remove_accidental_hits = remove_accidental_hits
+        self.subtract_log_q = subtract_log_q
+        self.sparse = sparse
+        self.reduction = reduction
+        self.rng: np.random.Generator = as_generator(rng)
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(self.num_classes, self.embedding_dim, **factory))
+        self.bias = nn.Parameter(torch.empty(self.num_classes, **factory)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``weight`` ~ N(0, 1/D) so that initial logits are O(1); ``bias`` = 0."""
+        with torch.no_grad():
+            self.weight.normal_(0.0, 1.0 / math.sqrt(self.embedding_dim))
+            if self.bias is not None:
+                self.bias.zero_()
+
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Full logits ``inputs @ weight.T + bias``, shape (B, num_classes), for prediction."""
+        out = inputs @ self.weight.T
+        return out if self.bias is None else out + self.bias
+
+    def forward(
+        self, inputs: torch.Tensor, labels: torch.Tensor, *, sampled_values: Any = None
+    ) -> torch.Tensor:
+        """The sampled loss (training) or the full cross-entropy (eval), per ``reduction``.
+
+        ``sampled_values`` (training only) reuses a given sample instead of
+        drawing one from the layer's sampler.
+        """
+        if not self.training:
+            return self._full_loss(inputs, labels)
+        drawn = sampled_values is None
+        b = _prepare(
+            self.weight,
+            self.bias,
+            labels,
+            inputs,
+            num_sampled=self.num_sampled,
+            sampler=self.sampler if drawn else None,
+            num_true=self.num_true,
+            sampled_values=sampled_values,
+            subtract_log_q=self.subtract_log_q,
+            rng=self.rng if drawn else None,
+        )
+        logits, _ = _logits(
+            b,
+            *_rows(b, self.weight, self.bias, self._take),
+            remove_accidental_hits=self.remove_accidental_hits,
+            subtract_log_q=self.subtract_log_q,
+        )
+        return _reduce(torch, _softmax_loss(torch, logits, self.num_true), self.reduction)
+
+    def _take(self, weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, weight, sparse=self.sparse)
+
+    def _full_loss(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        _check_shapes(self.weight, self.bias, labels, inputs, self.num_true)
+        _check_labels(labels, self.num_classes)
+        logp = log_softmax(self.logits(inputs), axis=-1)
+        true = labels.reshape(labels.shape[0], self.num_true).to(torch.int64)
+        loss = -logp.gather(1, true).mean(dim=1)
+        return _reduce(torch, loss, self.reduction)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_classes}, {self.embedding_dim}, num_sampled={self.num_sampled}, "
+            f"sampler={self.sampler!r}, num_true={self.num_true}, "
+            f"bias={self.bias is not None}, sparse={self.sparse}, reduction={self.reduction!r}"
+        )
