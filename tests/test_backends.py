@@ -159,3 +159,23 @@ def test_import_softmaxkit_imports_no_framework():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_torch_device_is_kept():
+    """Every array the functions create lands on the input's device.  The meta device stands
+    in for a GPU here: mixing it with a CPU tensor fails just as CUDA would."""
+    x = torch.ones(2, 3, device="meta")
+    results = [
+        sk.softmax(x, where=np.array([True, False, True])),
+        sk.log_softmax(x, temperature=2.0),
+        sk.logsumexp(x, axis=(0, 1)),
+        sk.logsumexp(torch.ones(2, 0, device="meta")),
+        sk.softmax(torch.ones(2, 0, device="meta")),
+        sk.softmax_jacobian(x),
+        sk.softmax_backward(x, x),
+        sk.log_softmax_backward(x, x),
+        sk.sigmoid(x),
+        sk.log_sigmoid(x),
+        sk.softmax(x.half()),
+    ]
+    assert [r.device.type for r in results] == ["meta"] * len(results)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
+import array_api_compat
+
 from . import _kernels
 from ._backend import as_array, as_result, compute_dtype, is_numpy, namespace, normalize_axis
 from ._errors import SoftmaxkitValueError
@@ -70,7 +72,7 @@ def softmax_jacobian(p: Array, /) -> Array:
     p = xp.astype(p, work)
     column = xp.expand_dims(p, axis=-1)
     row = xp.expand_dims(p, axis=-2)
-    eye = xp.eye(p.shape[-1], dtype=work)
+    eye = xp.eye(p.shape[-1], dtype=work, device=array_api_compat.device(p))
     return as_result(xp.astype(column * eye - column * row, out))
 
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, NamedTuple
 
+import array_api_compat
 import numpy as np
 
 from . import _kernels
@@ -251,7 +252,7 @@ def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: An
     xp, x = prep.xp, prep.x
     if prep.empty:
         shape = tuple(1 if i in prep.axes else n for i, n in enumerate(x.shape))
-        out = xp.full(shape, -xp.inf, dtype=prep.out_dtype)
+        out = xp.full(shape, -xp.inf, dtype=prep.out_dtype, device=array_api_compat.device(x))
         return as_result(out if keepdims else xp.squeeze(out, axis=prep.axes))
     if is_numpy(x) and _kernels.enabled():
         out = _kernels.logsumexp(x, prep.axes, prep.out_dtype)
