@@ -10,6 +10,14 @@ from ._calibration import expected_calibration_error, fit_temperature, reliabili
 from ._candidate import nce_loss, sampled_logits, sampled_softmax_loss
 from ._derivatives import log_softmax_backward, softmax_backward, softmax_jacobian
 from ._errors import SoftmaxkitError, SoftmaxkitTypeError, SoftmaxkitValueError
+from ._losses import (
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_grad,
+    cross_entropy,
+    cross_entropy_grad,
+    nll_loss,
+    nll_loss_grad,
+)
 from ._softmax import log_sigmoid, log_softmax, logsumexp, pmf_normalize, sigmoid, softmax
 
 __version__ = "0.1.0"
@@ -18,6 +26,10 @@ __all__ = [
     "SoftmaxkitError",
     "SoftmaxkitTypeError",
     "SoftmaxkitValueError",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_grad",
+    "cross_entropy",
+    "cross_entropy_grad",
     "expected_calibration_error",
     "fit_temperature",
     "log_sigmoid",
@@ -25,6 +37,8 @@ __all__ = [
     "log_softmax_backward",
     "logsumexp",
     "nce_loss",
+    "nll_loss",
+    "nll_loss_grad",
     "pmf_normalize",
     "reliability_diagram",
     "sampled_logits",
