@@ -8,6 +8,7 @@ returns one of the same kind.
 
 from ._calibration import expected_calibration_error, fit_temperature, reliability_diagram
 from ._candidate import nce_loss, sampled_logits, sampled_softmax_loss
+from ._classifier import Classifier
 from ._derivatives import log_softmax_backward, softmax_backward, softmax_jacobian
 from ._errors import SoftmaxkitError, SoftmaxkitTypeError, SoftmaxkitValueError
 from ._losses import (
@@ -23,6 +24,7 @@ from ._softmax import log_sigmoid, log_softmax, logsumexp, pmf_normalize, sigmoi
 __version__ = "0.1.0"
 
 __all__ = [
+    "Classifier",
     "SoftmaxkitError",
     "SoftmaxkitTypeError",
     "SoftmaxkitValueError",

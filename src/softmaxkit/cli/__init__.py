@@ -17,7 +17,7 @@ from .._errors import SoftmaxkitError
 
 __all__ = ["COMMAND_MODULES", "CommandError", "main"]
 
-COMMAND_MODULES = ("softmaxkit.cli._core", "softmaxkit.cli._bench")
+COMMAND_MODULES = ("softmaxkit.cli._core", "softmaxkit.cli._bench", "softmaxkit.cli._train")
 
 
 class CommandError(Exception):

@@ -1,0 +1,284 @@
+"""The training report: ``report.json`` and four PNG figures for a fitted :class:`Classifier`.
+
+* ``learning_curves.png``: loss and accuracy per epoch, training and test;
+* ``confusion_matrix.png``: true against predicted class (one 2x2 matrix per
+  label for multi-label models);
+* ``test_examples.png``: test images, each beside the bar chart of its top-5
+  class probabilities;
+* ``reliability.png``: confidence against accuracy
+  (:func:`softmaxkit.reliability_diagram`).
+
+Metrics come from :func:`report_metrics`; matplotlib is imported only when
+figures are drawn (the ``plot`` extra).  Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._atomic import atomic_write_bytes, atomic_write_text
+from ._calibration import expected_calibration_error, reliability_diagram
+from ._classifier import Classifier
+from ._softmax import log_sigmoid, log_softmax
+
+__all__ = ["FIGURES", "report_metrics", "write_report"]
+
+FIGURES = ("learning_curves.png", "confusion_matrix.png", "test_examples.png", "reliability.png")
+
+
+def _precision_recall(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float | int]:
+    """For 0/1 vectors: precision and recall (0 when undefined: nothing predicted or present)."""
+    tp = int(np.sum(predicted & truth))
+    n_predicted, n_true = int(predicted.sum()), int(truth.sum())
+    return {
+        "precision": tp / n_predicted if n_predicted else 0.0,
+        "recall": tp / n_true if n_true else 0.0,
+        "support": n_true,
+    }
+
+
+def _binary_columns(probs: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each (example, label) as a two-class prediction ``[1 - p, p]`` with label 0/1.
+
+    This lets the top-1 calibration measures judge independent sigmoids.
+    """
+    p = probs.reshape(-1)
+    return np.stack([1.0 - p, p], axis=1), y.reshape(-1).astype(np.int64)
+
+
+def _class_index(model: Classifier, y: np.ndarray) -> np.ndarray:
+    """Positions of the labels ``y`` in ``model.classes_``."""
+    lookup = {label: i for i, label in enumerate(model.classes_.tolist())}
+    return np.array([lookup[label] for label in np.asarray(y).tolist()], dtype=np.int64)
+
+
+def _targets01(model: Classifier, y: np.ndarray) -> np.ndarray:
+    """``y`` as a 0/1 matrix (N, n_outputs): multi-label as is, classes one-hot."""
+    if model.multilabel_:
+        return np.asarray(y).astype(np.int64)
+    return np.eye(len(model.classes_), dtype=np.int64)[_class_index(model, y)]
+
+
+def report_metrics(model: Classifier, X: np.ndarray, y: np.ndarray, /) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall, log-loss and expected calibration error on ``(X, y)``.
+
+    * softmax head: ``log_loss = -mean(log p[true class])`` from ``log_softmax``
+      of the logits (exact even where ``p`` underflows); ECE over the top-1
+      confidence with 15 bins;
+    * logistic head: ``log_loss`` is the mean binary log-loss per (example,
+      label) from ``log_sigmoid``; ECE treats each (example, label) as a
+      two-class prediction; for multi-label ``y`` ``accuracy`` is the
+      fraction of examples with every label right and ``label_accuracy`` the
+      fraction of (example, label) pairs right.
+
+    Precision (recall) of a class that is never predicted (never present) is
+    reported as 0.
+    """
+    logits = model.decision_function(X)
+    probs = model.predict_proba(X)
+    y = np.asarray(y)
+    target = _targets01(model, y)
+    if model.multilabel_:
+        hits = model.predict(X)
+    else:
+        hits = np.eye(len(model.classes_), dtype=np.int64)[np.argmax(probs, axis=1)]
+    out: dict[str, Any] = {
+        "n_examples": int(X.shape[0]),
+        "head": model.head,
+        "accuracy": float(np.mean(np.all(hits == target, axis=1))),
+    }
+    if model.multilabel_:
+        out["label_accuracy"] = float(np.mean(hits == target))
+    out["per_class"] = {
+        str(name): _precision_recall(hits[:, k] == 1, target[:, k] == 1)
+        for k, name in enumerate(model.classes_.tolist())
+    }
+    if model.head == "softmax":
+        index = _class_index(model, y)
+        log_p = log_softmax(logits, axis=-1)
+        out["log_loss"] = float(-np.mean(log_p[np.arange(index.shape[0]), index]))
+        out["log_loss_definition"] = "mean -log p(true class), p = softmax(logits)"
+        out["expected_calibration_error"] = expected_calibration_error(probs, index)
+    else:
+        per_entry = target * log_sigmoid(logits) + (1 - target) * log_sigmoid(-logits)
+        out["log_loss"] = float(-np.mean(per_entry))
+        out["log_loss_definition"] = "mean binary log-loss per (example, label), p = sigmoid"
+        out["expected_calibration_error"] = expected_calibration_error(
+            *_binary_columns(probs, target)
+        )
+    return out
+
+
+# --- figures -------------------------------------------------------------------------------
+
+
+def _save(fig: Any, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _learning_curves(model: Classifier, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    history = model.history_
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    ax_loss.plot(epochs, history["loss"], label="training (running, over the epoch)")
+    ax_acc.plot(epochs, np.asarray(history["accuracy"]) * 100, label="training (running)")
+    if "val_loss" in history:
+        ax_loss.plot(epochs, history["val_loss"], label="test (end of epoch)")
+        ax_acc.plot(epochs, np.asarray(history["val_accuracy"]) * 100, label="test (end of epoch)")
+    ax_loss.set_yscale("log")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save(fig, path)
+
+
+def _confusion_matrix(model: Classifier, X: np.ndarray, y: np.ndarray, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    names = [str(c) for c in model.classes_]
+    predicted = model.predict(X)
+    if model.multilabel_:
+        fig = Figure(figsize=(3 * len(names), 3.2))
+        axes = np.atleast_1d(fig.subplots(1, len(names)))
+        for k, (ax, name) in enumerate(zip(axes, names, strict=True)):
+            counts = np.zeros((2, 2), dtype=np.int64)
+            np.add.at(counts, (np.asarray(y)[:, k].astype(int), predicted[:, k]), 1)
+            _draw_matrix(ax, counts, ["no", "yes"], name)
+        _save(fig, path)
+        return
+    truth, guess = _class_index(model, y), _class_index(model, predicted)
+    counts = np.zeros((len(names), len(names)), dtype=np.int64)
+    np.add.at(counts, (truth, guess), 1)
+    size = max(4.0, 0.5 * len(names) + 2)
+    fig = Figure(figsize=(size, size))
+    accuracy = np.trace(counts) / max(1, counts.sum())
+    _draw_matrix(fig.subplots(), counts, names, f"Confusion matrix (accuracy {accuracy:.2%})")
+    _save(fig, path)
+
+
+def _draw_matrix(ax: Any, counts: np.ndarray, names: list[str], title: str) -> None:
+    ax.imshow(counts, cmap="Blues")
+    ticks = np.arange(len(names))
+    ax.set_xticks(ticks, names, rotation=90 if max(map(len, names)) > 3 else 0)
+    ax.set_yticks(ticks, names)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    limit = counts.max() / 2 if counts.size else 0
+    if len(names) <= 30:
+        for (i, j), c in np.ndenumerate(counts):
+            if c:
+                ax.text(j, i, str(c), ha="center", va="center", fontsize=8,
+                        color="white" if c > limit else "black")  # fmt: skip
+
+
+def _test_examples(
+    model: Classifier,
+    X: np.ndarray,
+    y: np.ndarray,
+    image_shape: tuple[int, int] | None,
+    path: Path,
+    *,
+    n_examples: int = 12,
+    n_top: int = 5,
+) -> None:
+    from matplotlib.figure import Figure
+
+    # The first test examples, with up to a quarter of the grid given to mistakes
+    # (the examples most worth looking at).
+    predicted = model.predict(X)
+    wrong = np.flatnonzero(np.any(np.reshape(predicted != y, (len(y), -1)), axis=1))
+    n_wrong = min(len(wrong), n_examples // 4)
+    first = [i for i in range(X.shape[0]) if i not in set(wrong[:n_wrong].tolist())]
+    chosen = sorted(first[: n_examples - n_wrong] + wrong[:n_wrong].tolist())
+    n = len(chosen)
+    X, y = X[chosen], y[chosen]
+    probs = model.predict_proba(X)
+    names = [str(c) for c in model.classes_]
+    n_cols = 3
+    n_rows = -(-n // n_cols)
+    fig = Figure(figsize=(4.2 * n_cols, 2.0 * n_rows))
+    grid = fig.add_gridspec(n_rows, 2 * n_cols, width_ratios=[1, 1.6] * n_cols, wspace=0.5)
+    for i in range(n):
+        row, col = divmod(i, n_cols)
+        ax_img = fig.add_subplot(grid[row, 2 * col])
+        ax_bar = fig.add_subplot(grid[row, 2 * col + 1])
+        if image_shape is not None:
+            ax_img.imshow(X[i].reshape(image_shape), cmap="gray_r")
+        ax_img.set_xticks([])
+        ax_img.set_yticks([])
+        top = np.argsort(-probs[i], kind="stable")[:n_top]
+        if model.multilabel_:
+            truth = ", ".join(name for name, v in zip(names, y[i], strict=True) if v) or "none"
+            right = np.array_equal(probs[i] >= 0.5, np.asarray(y[i]) == 1)
+        else:
+            truth = str(y[i])
+            right = names[int(top[0])] == truth
+        ax_img.set_title(
+            f"#{chosen[i]} true: {truth}", fontsize=8, color="black" if right else "red"
+        )
+        colors = ["tab:green" if right and j == 0 else "tab:blue" for j in range(len(top))]
+        if not right:
+            colors[0] = "tab:red"
+        ax_bar.barh(np.arange(len(top)), probs[i][top], color=colors)
+        ax_bar.set_yticks(np.arange(len(top)), [names[k] for k in top], fontsize=8)
+        ax_bar.invert_yaxis()
+        ax_bar.set_xlim(0, 1)
+        ax_bar.tick_params(axis="x", labelsize=7)
+    fig.suptitle(
+        f"Test examples and their top-{n_top} probabilities (red: wrong prediction)", fontsize=10
+    )
+    _save(fig, path)
+
+
+def _reliability(model: Classifier, X: np.ndarray, y: np.ndarray, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    probs = model.predict_proba(X)
+    if model.head == "softmax":
+        args = (probs, _class_index(model, y))
+    else:
+        args = _binary_columns(probs, _targets01(model, y))
+    ax = reliability_diagram(*args, ax=Figure(figsize=(5, 5)).subplots())
+    if model.head != "softmax":
+        ax.set_xlabel("confidence (each label's sigmoid read as a yes/no prediction)")
+    _save(ax.figure, path)
+
+
+def write_report(
+    out_dir: str | os.PathLike[str],
+    model: Classifier,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    /,
+    *,
+    image_shape: tuple[int, int] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``report.json`` and :data:`FIGURES` into ``out_dir``; returns the report.
+
+    ``extra`` entries (data set name, timings ...) are added to the report.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = dict(extra or {})
+    report["test"] = report_metrics(model, X_test, y_test)
+    report["history"] = model.history_
+    report["figures"] = list(FIGURES)
+    _learning_curves(model, out / FIGURES[0])
+    _confusion_matrix(model, X_test, y_test, out / FIGURES[1])
+    _test_examples(model, X_test, np.asarray(y_test), image_shape, out / FIGURES[2])
+    _reliability(model, X_test, y_test, out / FIGURES[3])
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    return report

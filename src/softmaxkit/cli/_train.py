@@ -1,0 +1,245 @@
+"""``softmaxkit train`` and ``softmaxkit predict``: the classifier from the command line.
+
+``train`` fits a :class:`softmaxkit.Classifier` with a progress bar per epoch,
+prints the test accuracy and writes the model, ``report.json`` and the figures
+into ``--out``.  ``predict`` prints one test example's probability table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import CommandError
+from ._table import probability_table
+
+__all__ = ["register"]
+
+MODEL_FILE = "model.npz"
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    """``"64"`` -> (64,), ``"128,64"`` -> (128, 64), ``"none"`` or ``""`` -> ()."""
+    if text.strip().lower() in ("", "none", "0"):
+        return ()
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated layer widths such as 64 or 128,64; got {text!r}"
+        ) from None
+    if any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"widths must be >= 1; got {text!r}")
+    return widths
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1; got {text!r}")
+    return value
+
+
+def _load_data(spec: str, multilabel: bool) -> Any:
+    from ..data import load_dataset
+
+    dataset = load_dataset(spec)
+    if multilabel:
+        if dataset.y_train.dtype.kind not in "iu" or dataset.y_train.max() > 9:
+            raise CommandError(
+                "`--multilabel` needs digit labels 0-9 (to derive even, > 4, prime, round); "
+                f"the labels of {spec!r} are not"
+            )
+        dataset = dataset.with_attributes()
+    return dataset
+
+
+class _Progress:
+    """A tqdm bar per epoch on a terminal; one plain line per epoch otherwise (logs, pipes)."""
+
+    def __init__(self, epochs: int, stream: Any) -> None:
+        self.epochs = epochs
+        self.stream = stream
+        self.bar: Any = None
+        self.fancy = False
+        if stream.isatty():
+            try:
+                import tqdm  # noqa: F401
+
+                self.fancy = True
+            except ImportError:
+                pass
+
+    def on_batch(self, epoch: int, batch: int, n_batches: int, loss: float, acc: float) -> None:
+        if not self.fancy:
+            return
+        if batch == 1:
+            from tqdm import tqdm
+
+            width = len(str(self.epochs))
+            self.bar = tqdm(
+                total=n_batches,
+                desc=f"epoch {epoch:>{width}}/{self.epochs}",
+                file=self.stream,
+                leave=True,
+                dynamic_ncols=True,
+            )
+        self.bar.update(1)
+        self.bar.set_postfix_str(f"loss {loss:.4f}  acc {acc:.2%}", refresh=False)
+
+    def on_epoch(self, epoch: int, record: dict[str, float]) -> None:
+        text = f"loss {record['loss']:.4f}  acc {record['accuracy']:.2%}"
+        if "val_accuracy" in record:
+            text += f"  test loss {record['val_loss']:.4f}  test acc {record['val_accuracy']:.2%}"
+        if self.fancy:
+            self.bar.set_postfix_str(text)
+            self.bar.close()
+        else:
+            print(f"epoch {epoch}/{self.epochs}  {text}", file=self.stream, flush=True)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .. import Classifier
+    from .._report import FIGURES, write_report
+
+    head = args.head or ("logistic" if args.multilabel else "softmax")
+    if args.multilabel and head != "logistic":
+        raise CommandError("`--multilabel` trains one sigmoid per label: use `--head logistic`")
+    dataset = _load_data(args.data, args.multilabel)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    params: dict[str, Any] = {"hidden": args.hidden, "head": head, "seed": args.seed}
+    for name in ("epochs", "batch_size", "learning_rate"):
+        if getattr(args, name) is not None:
+            params[name] = getattr(args, name)
+    model = Classifier(**params)
+    kind = "multi-label " if args.multilabel else ""
+    print(
+        f"training {model!r} on {dataset.name}: {dataset.X_train.shape[0]} {kind}train and "
+        f"{dataset.X_test.shape[0]} test examples, {dataset.X_train.shape[1]} features"
+    )
+    progress = _Progress(model.epochs, sys.stderr if sys.stderr.isatty() else sys.stdout)
+    start = time.perf_counter()
+    model.fit(
+        dataset.X_train,
+        dataset.y_train,
+        eval_set=(dataset.X_test, dataset.y_test),
+        on_batch=progress.on_batch,
+        on_epoch=progress.on_epoch,
+    )
+    seconds = time.perf_counter() - start
+    accuracy = model.score(dataset.X_test, dataset.y_test)
+    what = "test accuracy (every label right)" if args.multilabel else "test accuracy"
+    print(
+        f"{what}: {accuracy:.2%} on {dataset.X_test.shape[0]} examples ({seconds:.1f} s training)"
+    )
+    metadata = {
+        "data": args.data,
+        "multilabel_attributes": bool(args.multilabel),
+        "label_names": list(dataset.label_names),
+    }
+    model.save(out / MODEL_FILE, metadata=metadata)
+    report = write_report(
+        out,
+        model,
+        dataset.X_test,
+        dataset.y_test,
+        image_shape=dataset.image_shape,
+        extra={
+            "data": dataset.name,
+            "label_names": list(dataset.label_names),
+            "params": {k: v for k, v in model.get_params().items()},
+            "n_train": int(dataset.X_train.shape[0]),
+            "train_seconds": round(seconds, 3),
+        },
+    )
+    test = report["test"]
+    print(
+        f"log-loss {test['log_loss']:.4f}, expected calibration error "
+        f"{test['expected_calibration_error']:.4f}"
+    )
+    print(f"wrote {out / MODEL_FILE}, {out / 'report.json'}")
+    print("figures: " + ", ".join(str(out / name) for name in FIGURES))
+    return 0
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from .. import Classifier
+
+    model = Classifier.load(args.model)
+    metadata = model.metadata_
+    spec = args.data or metadata.get("data") or "digits"
+    dataset = _load_data(spec, bool(metadata.get("multilabel_attributes")))
+    n = dataset.X_test.shape[0]
+    if not -n <= args.index < n:
+        raise CommandError(
+            f"`--index` must be in [0, {n}) for the {n} test examples; got {args.index}"
+        )
+    x = (
+        dataset.X_test[args.index : args.index + 1]
+        if args.index >= 0
+        else dataset.X_test[[args.index]]
+    )
+    probs = model.predict_proba(x)[0]
+    truth = dataset.y_test[args.index]
+    names = list(dataset.label_names) or [str(c) for c in model.classes_]
+    if model.multilabel_:
+        true_text = ", ".join(name for name, v in zip(names, truth, strict=True) if v) or "none"
+        note = "one sigmoid per label: independent probabilities that need not sum to 1"
+    else:
+        true_text = str(truth)
+        note = f"predicted: {model.classes_[int(probs.argmax())]}"
+    print(f"test example {args.index} of {spec} (true: {true_text})")
+    print(probability_table(names, probs.tolist()))
+    print(note)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a classifier (softmax output layer) and write a report",
+        description="Train a NumPy network with a softmax (or logistic) output layer, show a "
+        "progress bar per epoch, print the test accuracy, and write the model, report.json "
+        "and PNG figures into --out. Example: softmaxkit train --out runs/demo",
+    )
+    p.add_argument(
+        "--data",
+        default="digits",
+        help="'digits' (the 8x8 digits scikit-learn ships, default), a directory of MNIST IDX "
+        "files (raw or .gz), or a CSV file of features then label",
+    )
+    p.add_argument("--hidden", type=_hidden, default=(64,), help="hidden widths, e.g. 64 or 128,64")
+    p.add_argument("--head", choices=("softmax", "logistic"), help="output layer (default softmax)")
+    p.add_argument(
+        "--multilabel",
+        action="store_true",
+        help="learn the digit attributes even, > 4, prime, round (several per image) with "
+        "the logistic head",
+    )
+    p.add_argument("--epochs", type=_positive_int, help="passes over the training set (default 50)")
+    p.add_argument("--batch-size", type=_positive_int, help="examples per step (default 32)")
+    p.add_argument("--learning-rate", type=float, help="Adam's step size (default 0.003)")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights and batch order")
+    p.add_argument("--out", default="runs/train", help="output directory (default runs/train)")
+    p.set_defaults(func=_run_train)
+
+    p = sub.add_parser(
+        "predict",
+        help="print one test example's probability table",
+        description="Load a model written by `softmaxkit train` and print the probability "
+        "table (label, probability, percent, odds) of one test example. "
+        "Example: softmaxkit predict runs/demo/model.npz --index 0",
+    )
+    p.add_argument("model", help="a model file written by softmaxkit train")
+    p.add_argument(
+        "--data", help="data set as for train (default: the one the model was trained on)"
+    )
+    p.add_argument("--index", type=int, required=True, help="position in the test set")
+    p.set_defaults(func=_run_predict)

@@ -1,0 +1,340 @@
+"""Data sets for :class:`softmaxkit.Classifier`: the embedded digits, MNIST IDX files, CSV.
+
+Every loader returns a :class:`Dataset` (train and test arrays, class names,
+image shape).  :func:`load_dataset` picks the loader from a spec string, the
+way ``softmaxkit train --data`` does:
+
+* ``"digits"``: the 1797 8x8 handwritten digits scikit-learn ships (no network);
+* a directory holding MNIST's four IDX files (raw or ``.gz``);
+* a ``.csv`` file, one example per row: the features, then the label.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._errors import SoftmaxkitValueError
+
+__all__ = [
+    "DIGIT_ATTRIBUTES",
+    "Dataset",
+    "digit_attributes",
+    "load_csv",
+    "load_dataset",
+    "load_digits",
+    "load_idx",
+    "load_mnist",
+    "split",
+]
+
+PathLike = str | os.PathLike[str]
+
+#: Attributes of a digit for the multi-label demo: an image can have several.
+#: "round" means the digit is drawn with a closed loop (0, 6, 8, 9).
+DIGIT_ATTRIBUTES = ("even", "greater than 4", "prime", "round")
+_ATTRIBUTE_SETS = ({0, 2, 4, 6, 8}, {5, 6, 7, 8, 9}, {2, 3, 5, 7}, {0, 6, 8, 9})
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train/test split.
+
+    ``X_*`` are float64 arrays of shape ``(N, n_features)``; ``y_*`` hold the
+    labels, shape ``(N,)`` (or ``(N, K)`` of 0/1 for multi-label data).
+    ``label_names`` names the columns of a multi-label ``y`` (empty
+    otherwise); ``image_shape`` says how to draw a row of ``X`` as an image,
+    or is ``None``.
+    """
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    image_shape: tuple[int, int] | None = None
+    label_names: tuple[str, ...] = ()
+
+    def with_attributes(self) -> Dataset:
+        """The same images with :func:`digit_attributes` as multi-label targets."""
+        return Dataset(
+            f"{self.name} attributes",
+            self.X_train,
+            digit_attributes(self.y_train),
+            self.X_test,
+            digit_attributes(self.y_test),
+            self.image_shape,
+            DIGIT_ATTRIBUTES,
+        )
+
+
+def digit_attributes(digits: np.ndarray, /) -> np.ndarray:
+    """The 0/1 matrix ``(N, 4)`` of :data:`DIGIT_ATTRIBUTES` for digit labels 0-9.
+
+    Examples
+    --------
+    >>> from softmaxkit.data import digit_attributes
+    >>> digit_attributes([8, 3]).tolist()  # 8: even, > 4, round; 3: prime
+    [[1, 1, 0, 1], [0, 0, 1, 0]]
+    """
+    d = np.asarray(digits)
+    if d.ndim != 1 or d.dtype.kind not in "iu" or (d.size and (d.min() < 0 or d.max() > 9)):
+        raise SoftmaxkitValueError(
+            f"`digits` must be integer labels 0-9 of shape (N,); got dtype {d.dtype}, "
+            f"shape {d.shape}"
+        )
+    return np.stack([np.isin(d, sorted(s)) for s in _ATTRIBUTE_SETS], axis=1).astype(np.int64)
+
+
+def split(
+    name: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    /,
+    *,
+    test_size: float = 0.25,
+    seed: int = 0,
+    image_shape: tuple[int, int] | None = None,
+) -> Dataset:
+    """Shuffle with ``seed`` and hold out a fraction ``test_size`` (at least one row) as test.
+
+    The permutation comes from ``numpy.random.default_rng(seed)``, so the same
+    seed gives the same split on every machine.
+    """
+    if not 0.0 < test_size < 1.0:
+        raise SoftmaxkitValueError(f"`test_size` must be in (0, 1); got {test_size!r}")
+    n = X.shape[0]
+    if n < 2:
+        raise SoftmaxkitValueError(f"`X` must hold at least 2 rows to split; got {n}")
+    n_test = min(n - 1, max(1, round(n * test_size)))
+    order = np.random.default_rng(seed).permutation(n)
+    test, train = order[:n_test], order[n_test:]
+    return Dataset(name, X[train], y[train], X[test], y[test], image_shape)
+
+
+def load_digits(*, test_size: float = 0.25, seed: int = 0) -> Dataset:
+    """scikit-learn's 1797 handwritten digits (8x8 images, pixel values 0-16), split with ``seed``.
+
+    The data ship inside scikit-learn (the ``data`` extra); nothing is downloaded.
+    With the defaults: 1348 training and 449 test images.
+    """
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the digits data need scikit-learn: pip install 'softmaxkit[data]'"
+        ) from exc
+    bunch = sklearn_digits()
+    X = np.asarray(bunch.data, dtype=np.float64)
+    y = np.asarray(bunch.target, dtype=np.int64)
+    return split("digits", X, y, test_size=test_size, seed=seed, image_shape=(8, 8))
+
+
+# IDX type codes (http://yann.lecun.com/exdb/mnist/): the element type, stored big-endian.
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _read_bytes(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        head = f.read(2)
+    opener = gzip.open if head == b"\x1f\x8b" else open
+    try:
+        with opener(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError) as exc:
+        raise SoftmaxkitValueError(
+            f"`path` {str(path)!r} is not a readable gzip file: {exc}"
+        ) from exc
+
+
+def load_idx(path: PathLike, /) -> np.ndarray:
+    """The array stored in an IDX file (MNIST's format), raw or gzip-compressed.
+
+    The header is two zero bytes, a type code (``0x08`` unsigned byte ...
+    ``0x0E`` float64), the number of dimensions ``d``, then ``d`` big-endian
+    int32 sizes; the data follow in C order.  Compression is recognised from
+    the gzip magic bytes, whatever the file is called.
+
+    Raises
+    ------
+    SoftmaxkitValueError
+        For a bad magic number, an unknown type code, or a data length that
+        does not match the header, saying which.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from softmaxkit.data import load_idx
+    >>> raw = bytes([0, 0, 0x08, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6])
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = open(os.path.join(d, "x.idx"), "wb").write(raw)
+    ...     load_idx(os.path.join(d, "x.idx")).tolist()
+    [[1, 2, 3], [4, 5, 6]]
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    name = str(path)
+    if len(data) < 4 or data[:2] != b"\x00\x00":
+        raise SoftmaxkitValueError(
+            f"`path` {name!r} is not an IDX file: it must start with two zero bytes; "
+            f"got {data[:4].hex() or 'an empty file'}"
+        )
+    code, ndim = data[2], data[3]
+    if code not in _IDX_TYPES:
+        raise SoftmaxkitValueError(
+            f"`path` {name!r} has IDX type code {code:#04x}; expected one of "
+            f"{', '.join(f'{c:#04x}' for c in _IDX_TYPES)}"
+        )
+    header_end = 4 + 4 * ndim
+    if len(data) < header_end:
+        raise SoftmaxkitValueError(
+            f"`path` {name!r} is truncated: its header announces {ndim} dimensions but "
+            f"the file has {len(data)} bytes"
+        )
+    shape = tuple(int(s) for s in np.frombuffer(data[4:header_end], dtype=">i4"))
+    dtype = np.dtype(_IDX_TYPES[code])
+    expected = math.prod(shape) * dtype.itemsize
+    if len(data) - header_end != expected:
+        raise SoftmaxkitValueError(
+            f"`path` {name!r} must hold {expected} data bytes for shape {shape}; "
+            f"got {len(data) - header_end}"
+        )
+    array = np.frombuffer(data, dtype=dtype, offset=header_end).reshape(shape)
+    return array.astype(dtype.newbyteorder("="))
+
+
+_MNIST_FILES = {
+    "X_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "X_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+
+def _find(directory: Path, stem: str) -> Path:
+    # MNIST mirrors spell the files with "-" or "." before "idx"; accept both.
+    stems = {stem, stem.replace("-idx", ".idx")}
+    for s in stems:
+        for candidate in (directory / s, directory / f"{s}.gz"):
+            if candidate.is_file():
+                return candidate
+    raise SoftmaxkitValueError(
+        f"`directory` {str(directory)!r} must hold {stem} (or {stem}.gz); it does not"
+    )
+
+
+def load_mnist(directory: PathLike, /) -> Dataset:
+    """MNIST (or Fashion-MNIST) from the four IDX files in ``directory``, raw or ``.gz``.
+
+    The images are flattened to rows of ``height * width`` float64 pixels; the
+    official train/test split is kept.
+    """
+    directory = Path(directory)
+    arrays = {key: load_idx(_find(directory, stem)) for key, stem in _MNIST_FILES.items()}
+    for part in ("train", "test"):
+        images, labels = arrays[f"X_{part}"], arrays[f"y_{part}"]
+        if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+            raise SoftmaxkitValueError(
+                f"MNIST {part} files must hold images (N, H, W) and labels (N,); got "
+                f"shapes {images.shape} and {labels.shape}"
+            )
+    shape = arrays["X_train"].shape[1:]
+    if arrays["X_test"].shape[1:] != shape:
+        raise SoftmaxkitValueError(
+            f"MNIST train and test images must have one size; got {shape} and "
+            f"{arrays['X_test'].shape[1:]}"
+        )
+    flat = {
+        k: v.reshape(v.shape[0], -1).astype(np.float64) for k, v in arrays.items() if k[0] == "X"
+    }
+    return Dataset(
+        directory.name or "mnist",
+        flat["X_train"],
+        arrays["y_train"].astype(np.int64),
+        flat["X_test"],
+        arrays["y_test"].astype(np.int64),
+        (int(shape[0]), int(shape[1])),
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_csv(
+    path: PathLike, /, *, test_size: float = 0.25, seed: int = 0, image_shape=None
+) -> Dataset:
+    """Rows of ``features..., label`` from a CSV file, split with ``seed`` (see :func:`split`).
+
+    A first row whose feature cells are not all numbers is taken as a header.
+    Labels are kept as strings, or as integers when every label is one.
+    ``image_shape`` (``(height, width)``) lets the report draw the rows as images.
+
+    Raises
+    ------
+    SoftmaxkitValueError
+        For an empty file, rows of different lengths, or a feature that is not
+        a number, naming the line.
+    """
+    path = Path(path)
+    with open(path, newline="") as f:
+        rows = [row for row in csv.reader(f) if row]
+    if rows and not all(_is_number(cell) for cell in rows[0][:-1]):
+        rows = rows[1:]
+    if not rows:
+        raise SoftmaxkitValueError(
+            f"`path` {str(path)!r} must hold at least one data row; got none"
+        )
+    width = len(rows[0])
+    if width < 2:
+        raise SoftmaxkitValueError(
+            f"`path` {str(path)!r} rows must hold at least one feature and a label; "
+            f"the first has {width} cell"
+        )
+    features = np.empty((len(rows), width - 1))
+    labels = []
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise SoftmaxkitValueError(
+                f"`path` {str(path)!r}: every row must have {width} cells; data row {i + 1} "
+                f"has {len(row)}"
+            )
+        try:
+            features[i] = [float(cell) for cell in row[:-1]]
+        except ValueError:
+            raise SoftmaxkitValueError(
+                f"`path` {str(path)!r}: features must be numbers; data row {i + 1} holds "
+                f"{row[:-1]!r}"
+            ) from None
+        labels.append(row[-1].strip())
+    y: np.ndarray
+    try:
+        y = np.array([int(label) for label in labels], dtype=np.int64)
+    except ValueError:
+        y = np.array(labels)
+    return split(path.stem, features, y, test_size=test_size, seed=seed, image_shape=image_shape)
+
+
+def load_dataset(spec: str, /, *, seed: int = 0) -> Dataset:
+    """``"digits"``, a directory of MNIST IDX files, or a ``.csv`` file (see the module docstring)."""
+    if spec == "digits":
+        return load_digits(seed=seed)
+    path = Path(spec)
+    if path.is_dir():
+        return load_mnist(path)
+    if path.is_file():
+        return load_csv(path, seed=seed)
+    raise SoftmaxkitValueError(
+        f"`data` must be 'digits', a directory of MNIST IDX files or a CSV file; got {spec!r}, "
+        "which does not exist"
+    )
