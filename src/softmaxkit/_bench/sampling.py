@@ -218,7 +218,7 @@ def run(*, quick: bool = False, repeat: int | None = None) -> dict[str, Any]:
     sizes = QUICK_SIZES if quick else SIZES
     dim, batch, num_sampled = (16, 64, 128) if quick else (DIM, BATCH, NUM_SAMPLED)
     repeat = repeat or (3 if quick else 10)
-    q_args = {
+    q_args: dict[str, Any] = {
         "num_classes": 2000 if quick else 10**5,
         "dim": 16 if quick else 32,
         "batch": 64 if quick else 256,
@@ -228,7 +228,7 @@ def run(*, quick: bool = False, repeat: int | None = None) -> dict[str, Any]:
         "noise": 0.5,
         "test_size": 1000 if quick else 10000,
     }
-    calls = [
+    calls: list[dict[str, Any]] = [
         {
             "function": "step_time",
             "impl": impl,
