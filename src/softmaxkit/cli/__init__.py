@@ -17,7 +17,12 @@ from .._errors import SoftmaxkitError
 
 __all__ = ["COMMAND_MODULES", "CommandError", "main"]
 
-COMMAND_MODULES = ("softmaxkit.cli._core", "softmaxkit.cli._bench", "softmaxkit.cli._train")
+COMMAND_MODULES = (
+    "softmaxkit.cli._core",
+    "softmaxkit.cli._bench",
+    "softmaxkit.cli._train",
+    "softmaxkit.cli._calibrate",
+)
 
 
 class CommandError(Exception):
