@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._atomic import atomic_write_bytes
+from ._candidate import sampled_softmax_value_and_grad
 from ._errors import SoftmaxkitError, SoftmaxkitTypeError, SoftmaxkitValueError
 from ._softmax import sigmoid, softmax
 from .nn import (
@@ -33,6 +34,7 @@ from .nn import (
     Sequential,
     SoftmaxCrossEntropy,
 )
+from .sampling import UnigramSampler
 
 __all__ = ["Classifier"]
 
@@ -158,8 +160,65 @@ class _LogisticHead(_Head):
         return sigmoid(logits)
 
 
-_HEADS: dict[str, type[_Head]] = {"softmax": _SoftmaxHead, "logistic": _LogisticHead}
-_PLANNED_HEADS = {"sampled": "candidate sampling, not in this version"}
+class _SampledHead(_SoftmaxHead):
+    """Trained with sampled softmax over ``num_sampled`` classes per batch; reads the full softmax.
+
+    The batch's negatives are drawn without repeats in proportion to the
+    training-class frequencies (:class:`~softmaxkit.sampling.UnigramSampler`),
+    with ``log Q`` subtracted and accidental hits removed, as
+    :func:`softmaxkit.sampled_softmax_loss` does by default.  Only the output
+    rows of the labels and the sample get a non-zero gradient; the
+    probabilities, the evaluation loss and the predictions use every class
+    (``history_["loss"]`` is the sampled loss the batches were trained on).
+    """
+
+    name = "sampled"
+
+    def __init__(self, num_sampled: int, seed: int) -> None:
+        self.num_sampled = num_sampled
+        self.rng = np.random.default_rng((seed, 5))  # a stream apart from fit's own
+        self.sampler: UnigramSampler | None = None
+
+    def encode(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        index, classes, multilabel = super().encode(y)
+        n_classes = classes.shape[0]
+        if not 1 <= self.num_sampled <= n_classes:
+            raise SoftmaxkitValueError(
+                f"`num_sampled` must be in [1, {n_classes}] (the classes in `y`) for "
+                f"head='sampled'; got {self.num_sampled}"
+            )
+        self.sampler = UnigramSampler(np.bincount(index, minlength=n_classes))
+        return index, classes, multilabel
+
+    def train_batch(
+        self, network: Sequential, loss: Any, x: np.ndarray, targets: np.ndarray
+    ) -> tuple[float, np.ndarray]:
+        if self.sampler is None:
+            raise SoftmaxkitError("head='sampled' must see the training labels (encode) first")
+        *body, out = network.layers
+        h = x
+        for layer in body:
+            h = layer.forward(h)
+        weight, bias = out.params["weight"], out.params["bias"]  # (D, V), (V,)
+        values = self.sampler.sample(self.num_sampled, true_classes=targets, rng=self.rng)
+        value, grad = sampled_softmax_value_and_grad(
+            weight.T, bias, targets, h, sampled_values=values
+        )
+        out.grads["weight"] = np.zeros_like(weight)
+        np.add.at(out.grads["weight"].T, grad.rows, grad.d_weights)
+        out.grads["bias"] = np.zeros_like(bias)
+        np.add.at(out.grads["bias"], grad.rows, grad.d_biases)
+        d = grad.d_inputs
+        for layer in reversed(body):
+            d = layer.backward(d)
+        return float(value), h @ weight + bias  # full logits: for the running accuracy only
+
+
+_HEADS: dict[str, type[_Head]] = {
+    "softmax": _SoftmaxHead,
+    "logistic": _LogisticHead,
+    "sampled": _SampledHead,
+}
 
 _OPTIMIZERS = ("adam", "sgd")
 
@@ -202,7 +261,7 @@ class Classifier:
     hidden : tuple of int, default (64,)
         Width of each hidden ``Dense -> ReLU`` layer; ``()`` gives multinomial
         logistic regression.
-    head : {"softmax", "logistic"}, default "softmax"
+    head : {"softmax", "logistic", "sampled"}, default "softmax"
         ``"softmax"``: one class per example, ``predict_proba`` rows sum to 1.
         ``"logistic"``: one sigmoid per output; with a 2-D 0/1 ``y`` this is
         multi-label (an image can be both "person" and "dog") and
@@ -213,6 +272,10 @@ class Classifier:
     optimizer : {"adam", "sgd"}, default "adam"
         :class:`softmaxkit.nn.Adam`, or :class:`softmaxkit.nn.SGD` with ``momentum``.
     learning_rate : float, default 0.003
+    num_sampled : int, default 64
+        Used by ``head="sampled"`` only: the classes each batch is scored
+        against (:func:`softmaxkit.sampled_softmax_loss`), for problems with
+        very many classes; prediction still uses the full softmax.
     momentum : float, default 0.9
         Used by ``optimizer="sgd"`` only.
     weight_decay : float, default 1e-3
@@ -255,6 +318,7 @@ class Classifier:
         hidden: Sequence[int] = (64,),
         head: str = "softmax",
         *,
+        num_sampled: int = 64,
         epochs: int = 50,
         batch_size: int = 32,
         optimizer: str = "adam",
@@ -267,6 +331,7 @@ class Classifier:
     ) -> None:
         self.hidden = hidden
         self.head = head
+        self.num_sampled = num_sampled
         self.epochs = epochs
         self.batch_size = batch_size
         self.optimizer = optimizer
@@ -284,6 +349,7 @@ class Classifier:
     _PARAMS = (
         "hidden",
         "head",
+        "num_sampled",
         "epochs",
         "batch_size",
         "optimizer",
@@ -330,13 +396,14 @@ class Classifier:
     # -- checks --
 
     def _head(self) -> _Head:
-        if self.head in _PLANNED_HEADS:
-            raise SoftmaxkitValueError(
-                f"`head` {self.head!r} ({_PLANNED_HEADS[self.head]}) is not available yet; "
-                f"use one of {sorted(_HEADS)}"
-            )
         if self.head not in _HEADS:
             raise SoftmaxkitValueError(f"`head` must be one of {sorted(_HEADS)}; got {self.head!r}")
+        if self.head == "sampled":
+            if not isinstance(self.num_sampled, (int, np.integer)) or self.num_sampled < 1:
+                raise SoftmaxkitValueError(
+                    f"`num_sampled` must be an int >= 1; got {self.num_sampled!r}"
+                )
+            return _SampledHead(int(self.num_sampled), self.seed)
         return _HEADS[self.head]()
 
     def _hidden(self) -> tuple[int, ...]:
