@@ -257,6 +257,25 @@ def test_cross_entropy_every_backend_returns_its_kind(backend):
     _close(backend.to_numpy(got), expected)
 
 
+def test_grad_functions_return_the_callers_kind(backend):
+    logits, target = _problem("nd", "ignored", seed=5)
+    loss, dlogits = cross_entropy_grad(logits, target, axis=1, z_loss=0.1, softcap=2.0)
+    got_loss, got = cross_entropy_grad(
+        backend.asarray(logits), backend.asarray(target), axis=1, z_loss=0.1, softcap=2.0
+    )
+    assert backend.is_native(got_loss) and backend.is_native(got)
+    _close(backend.to_numpy(got_loss), loss)
+    _close(backend.to_numpy(got), dlogits)
+    probs = np.abs(np.tanh(logits))
+    loss, dlogits = binary_cross_entropy_with_logits_grad(logits, probs)
+    got_loss, got = binary_cross_entropy_with_logits_grad(
+        backend.asarray(logits), backend.asarray(probs)
+    )
+    assert backend.is_native(got)
+    _close(backend.to_numpy(got_loss), loss)
+    _close(backend.to_numpy(got), dlogits)
+
+
 def test_cross_entropy_float32_matches_torch_float32():
     logits, target = _problem("2d", "ignored", seed=6)
     x = logits.astype(np.float32)
