@@ -128,11 +128,24 @@ class _Plan(NamedTuple):
     kept: Array  # bool, shape (...): rows that count (all True for soft targets)
     denominator: Array  # 0-d: what "mean" divides the main term by
     axis: int  # the class axis of the caller's array
-    soft: bool
+    soft: bool  # probability targets (else class indices)
+    weighted: bool
+    label_smoothing: float
     reduction: str
     z_loss: float
     softcap: float | None
     out_dtype: Any
+
+    @property
+    def plain(self) -> bool:
+        """Class indices and nothing else: the case a fused kernel can serve."""
+        return not (
+            self.soft
+            or self.weighted
+            or self.label_smoothing
+            or self.z_loss
+            or self.softcap is not None
+        )
 
 
 def _plan(
@@ -227,7 +240,21 @@ def _plan(
     else:
         kept_weight = xp.take(weight, xp.reshape(safe, (-1,)))
         denominator = xp.sum(xp.where(xp.reshape(kept, (-1,)), kept_weight, zero))
-    return _Plan(xp, x, q, kept, denominator, axis, soft, reduction, z_loss, softcap, out_dtype)
+    return _Plan(
+        xp,
+        x,
+        q,
+        kept,
+        denominator,
+        axis,
+        soft,
+        weight is not None,
+        eps,
+        reduction,
+        z_loss,
+        softcap,
+        out_dtype,
+    )
 
 
 def _check_probabilities(target: Array, axis: int, xp: ModuleType) -> None:
@@ -252,8 +279,7 @@ def _check_probabilities(target: Array, axis: int, xp: ModuleType) -> None:
     off = ~(np.abs(total - 1) <= tolerance)
     if off.any():
         pos = _first_position(off)
-        where = (*pos[:axis], slice(None), *pos[axis:])
-        shown = tuple(":" if isinstance(i, slice) else i for i in where)
+        shown = (*pos[:axis], ":", *pos[axis:])
         raise SoftmaxkitValueError(
             f"`target` probabilities must sum to 1 along `axis` (within {tolerance:g} for "
             f"{target.dtype}); the row at position ({', '.join(map(str, shown))}) sums to "
@@ -502,7 +528,7 @@ def cross_entropy_grad(
         z_loss=z_loss,
         softcap=softcap,
     )
-    # A compiled NumPy path for the plain case (class indices, no weight, no
+    # A compiled NumPy path for `plan.plain` (class indices, no weight, no
     # smoothing, no z_loss, no softcap) belongs here, before the portable one.
     return _cross_entropy_grad_portable(plan)
 
