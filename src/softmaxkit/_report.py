@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 from ._atomic import atomic_write_bytes, atomic_write_text
 from ._calibration import expected_calibration_error, reliability_diagram
 from ._classifier import Classifier
+from ._errors import SoftmaxkitValueError
 from ._softmax import log_sigmoid, log_softmax
 
 __all__ = ["FIGURES", "report_metrics", "write_report"]
@@ -65,19 +67,40 @@ def _targets01(model: Classifier, y: np.ndarray) -> np.ndarray:
     return np.eye(len(model.classes_), dtype=np.int64)[_class_index(model, y)]
 
 
-def report_metrics(model: Classifier, X: np.ndarray, y: np.ndarray, /) -> dict[str, Any]:
+def _names(model: Classifier, label_names: Sequence[str] | None) -> list[str]:
+    """Display names of the outputs: ``label_names`` when given, else ``classes_`` as text."""
+    if label_names:
+        if len(label_names) != len(model.classes_):
+            raise SoftmaxkitValueError(
+                f"`label_names` must name each of the {len(model.classes_)} outputs; "
+                f"got {len(label_names)}"
+            )
+        return [str(name) for name in label_names]
+    return [str(c) for c in model.classes_.tolist()]
+
+
+def report_metrics(
+    model: Classifier,
+    X: np.ndarray,
+    y: np.ndarray,
+    /,
+    *,
+    label_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Accuracy, per-class precision/recall, log-loss and expected calibration error on ``(X, y)``.
 
     * softmax head: ``log_loss = -mean(log p[true class])`` from ``log_softmax``
       of the logits (exact even where ``p`` underflows); ECE over the top-1
       confidence with 15 bins;
-    * logistic head: ``log_loss`` is the mean binary log-loss per (example,
-      label) from ``log_sigmoid``; ECE treats each (example, label) as a
+    * logistic head: ``log_loss`` is the binary log-loss summed over the
+      labels and averaged over the examples (the training loss,
+      :class:`softmaxkit.nn.LogisticCrossEntropy`), from ``log_sigmoid``; ECE treats each (example, label) as a
       two-class prediction; for multi-label ``y`` ``accuracy`` is the
       fraction of examples with every label right and ``label_accuracy`` the
       fraction of (example, label) pairs right.
 
-    Precision (recall) of a class that is never predicted (never present) is
+    ``per_class`` is keyed by ``label_names`` (e.g. the names of multi-label
+    columns) when given, else by the classes.  Precision (recall) of a class that is never predicted (never present) is
     reported as 0.
     """
     logits = model.decision_function(X)
@@ -96,8 +119,8 @@ def report_metrics(model: Classifier, X: np.ndarray, y: np.ndarray, /) -> dict[s
     if model.multilabel_:
         out["label_accuracy"] = float(np.mean(hits == target))
     out["per_class"] = {
-        str(name): _precision_recall(hits[:, k] == 1, target[:, k] == 1)
-        for k, name in enumerate(model.classes_.tolist())
+        name: _precision_recall(hits[:, k] == 1, target[:, k] == 1)
+        for k, name in enumerate(_names(model, label_names))
     }
     if model.head == "softmax":
         index = _class_index(model, y)
@@ -107,8 +130,10 @@ def report_metrics(model: Classifier, X: np.ndarray, y: np.ndarray, /) -> dict[s
         out["expected_calibration_error"] = expected_calibration_error(probs, index)
     else:
         per_entry = target * log_sigmoid(logits) + (1 - target) * log_sigmoid(-logits)
-        out["log_loss"] = float(-np.mean(per_entry))
-        out["log_loss_definition"] = "mean binary log-loss per (example, label), p = sigmoid"
+        out["log_loss"] = float(-np.mean(np.sum(per_entry, axis=1)))
+        out["log_loss_definition"] = (
+            "binary log-loss summed over labels, mean over examples, p = sigmoid(logits)"
+        )
         out["expected_calibration_error"] = expected_calibration_error(
             *_binary_columns(probs, target)
         )
@@ -145,14 +170,15 @@ def _learning_curves(model: Classifier, path: Path) -> None:
     _save(fig, path)
 
 
-def _confusion_matrix(model: Classifier, X: np.ndarray, y: np.ndarray, path: Path) -> None:
+def _confusion_matrix(
+    model: Classifier, X: np.ndarray, y: np.ndarray, names: list[str], path: Path
+) -> None:
     from matplotlib.figure import Figure
 
-    names = [str(c) for c in model.classes_]
     predicted = model.predict(X)
     if model.multilabel_:
-        fig = Figure(figsize=(3 * len(names), 3.2))
-        axes = np.atleast_1d(fig.subplots(1, len(names)))
+        fig = Figure(figsize=(3.2 * len(names), 3.2))
+        axes = np.atleast_1d(fig.subplots(1, len(names), gridspec_kw={"wspace": 0.45}))
         for k, (ax, name) in enumerate(zip(axes, names, strict=True)):
             counts = np.zeros((2, 2), dtype=np.int64)
             np.add.at(counts, (np.asarray(y)[:, k].astype(int), predicted[:, k]), 1)
@@ -188,6 +214,7 @@ def _test_examples(
     X: np.ndarray,
     y: np.ndarray,
     image_shape: tuple[int, int] | None,
+    names: list[str],
     path: Path,
     *,
     n_examples: int = 12,
@@ -205,11 +232,15 @@ def _test_examples(
     n = len(chosen)
     X, y = X[chosen], y[chosen]
     probs = model.predict_proba(X)
-    names = [str(c) for c in model.classes_]
+    target = _targets01(model, y)
     n_cols = 3
     n_rows = -(-n // n_cols)
-    fig = Figure(figsize=(4.2 * n_cols, 2.0 * n_rows))
-    grid = fig.add_gridspec(n_rows, 2 * n_cols, width_ratios=[1, 1.6] * n_cols, wspace=0.5)
+    label_width = max(len(name) for name in names)
+    bar_ratio = 1.6 + 0.08 * max(0, label_width - 3)
+    fig = Figure(figsize=((2.6 + 1.6 * bar_ratio) * n_cols, 2.0 * n_rows))
+    grid = fig.add_gridspec(
+        n_rows, 2 * n_cols, width_ratios=[1, bar_ratio] * n_cols, wspace=0.3 + 0.06 * label_width
+    )
     for i in range(n):
         row, col = divmod(i, n_cols)
         ax_img = fig.add_subplot(grid[row, 2 * col])
@@ -220,25 +251,35 @@ def _test_examples(
         ax_img.set_yticks([])
         top = np.argsort(-probs[i], kind="stable")[:n_top]
         if model.multilabel_:
-            truth = ", ".join(name for name, v in zip(names, y[i], strict=True) if v) or "none"
-            right = np.array_equal(probs[i] >= 0.5, np.asarray(y[i]) == 1)
+            # Each bar is its own yes/no decision at 0.5: green where it is right.
+            decided = (probs[i] >= 0.5).astype(np.int64)
+            colors = ["tab:green" if decided[k] == target[i, k] else "tab:red" for k in top]
+            right = bool(np.array_equal(decided, target[i]))
+            truth = ", ".join(n for n, v in zip(names, target[i], strict=True) if v) or "none"
+            ax_bar.axvline(0.5, color="gray", linestyle=":", linewidth=1)
         else:
-            truth = str(y[i])
-            right = names[int(top[0])] == truth
+            true_k = int(np.argmax(target[i]))
+            right = int(top[0]) == true_k
+            # The top bar red when it is wrong; the true class green wherever it ranks.
+            colors = [
+                "tab:green" if k == true_k else "tab:red" if j == 0 else "tab:blue"
+                for j, k in enumerate(top)
+            ]
+            truth = names[true_k]
         ax_img.set_title(
-            f"#{chosen[i]} true: {truth}", fontsize=8, color="black" if right else "red"
+            f"#{chosen[i]} true: {truth}", fontsize=7, color="black" if right else "red"
         )
-        colors = ["tab:green" if right and j == 0 else "tab:blue" for j in range(len(top))]
-        if not right:
-            colors[0] = "tab:red"
         ax_bar.barh(np.arange(len(top)), probs[i][top], color=colors)
         ax_bar.set_yticks(np.arange(len(top)), [names[k] for k in top], fontsize=8)
         ax_bar.invert_yaxis()
         ax_bar.set_xlim(0, 1)
         ax_bar.tick_params(axis="x", labelsize=7)
-    fig.suptitle(
-        f"Test examples and their top-{n_top} probabilities (red: wrong prediction)", fontsize=10
+    legend = (
+        "green: right yes/no at 0.5, red: wrong"
+        if model.multilabel_
+        else "green: true class, red: wrong top prediction"
     )
+    fig.suptitle(f"Test examples and their top-{n_top} probabilities ({legend})", fontsize=10)
     _save(fig, path)
 
 
@@ -264,21 +305,25 @@ def write_report(
     /,
     *,
     image_shape: tuple[int, int] | None = None,
+    label_names: Sequence[str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``report.json`` and :data:`FIGURES` into ``out_dir``; returns the report.
 
-    ``extra`` entries (data set name, timings ...) are added to the report.
+    ``image_shape`` says how to draw a row of ``X_test`` as an image;
+    ``label_names`` names the outputs (see :func:`report_metrics`); ``extra``
+    entries (data set name, timings ...) are added to the report.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = dict(extra or {})
-    report["test"] = report_metrics(model, X_test, y_test)
+    names = _names(model, label_names)
+    report["test"] = report_metrics(model, X_test, y_test, label_names=names)
     report["history"] = model.history_
     report["figures"] = list(FIGURES)
     _learning_curves(model, out / FIGURES[0])
-    _confusion_matrix(model, X_test, y_test, out / FIGURES[1])
-    _test_examples(model, X_test, np.asarray(y_test), image_shape, out / FIGURES[2])
+    _confusion_matrix(model, X_test, y_test, names, out / FIGURES[1])
+    _test_examples(model, X_test, np.asarray(y_test), image_shape, names, out / FIGURES[2])
     _reliability(model, X_test, y_test, out / FIGURES[3])
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report

@@ -151,6 +151,7 @@ def _run_train(args: argparse.Namespace) -> int:
         dataset.X_test,
         dataset.y_test,
         image_shape=dataset.image_shape,
+        label_names=dataset.label_names,
         extra={
             "data": dataset.name,
             "label_names": list(dataset.label_names),
