@@ -2,7 +2,7 @@
 
 Every function runs on NumPy, PyTorch and JAX arrays through one code path
 (the array-API namespace of its input), and every edge case is decided in one
-place, :func:`_shifted_exp`:
+place, :func:`_shifted`:
 
 * the max shift, so that any finite input is safe;
 * ``+inf`` entries share the mass equally;
@@ -28,6 +28,7 @@ from ._backend import (
     compute_dtype,
     is_concrete,
     is_numpy,
+    is_torch,
     namespace,
     normalize_axis,
     stop_gradient,
@@ -74,52 +75,71 @@ def _prepare(x: Array, axis: Axis, where: Any, temperature: Any = 1.0) -> _Prepa
     return _Prepared(xp, x, axes, out, t, empty)
 
 
-def _shifted_exp(xp: ModuleType, x: Array, axes: tuple[int, ...], temperature: float):
-    """``(z, s, m)``: ``z = (x - max) / T`` made safe, ``s = sum(exp(z))``, ``m = max``.
+def _host_knows_finite(xp: ModuleType, m: Array) -> bool:
+    """True when every slice max is finite and finding out is cheap (no tracer, no GPU sync)."""
+    if not is_concrete(m):
+        return False
+    if is_torch(m) and m.device.type != "cpu":
+        return False
+    try:
+        return bool(xp.all(xp.isfinite(m)))
+    except RuntimeError:  # torch.func.vmap refuses data-dependent branches
+        return False
 
-    ``m`` keeps its dimensions and is cut from autograd (the shift cancels in
-    every result, so treating it as a constant gives the exact gradient).
-    For a slice whose max is ``+inf``, ``z`` is 0 at the ``+inf`` entries and
-    ``-inf`` elsewhere, so they share the mass equally.  For an all ``-inf``
-    slice ``z`` is ``-inf`` and ``s`` is 0.  For a slice holding NaN, ``z`` is
-    NaN throughout (set directly, so that no ``exp`` overflows on the way).
+
+def _shifted(xp: ModuleType, x: Array, axes: tuple[int, ...], temperature: float):
+    """``(z, m)``: ``z = (x - max) / T`` made safe, ``m = max`` (dims kept).
+
+    ``m`` is cut from autograd: the shift cancels in every result, so treating
+    it as a constant gives the exact gradient.  For a slice whose max is
+    ``+inf``, ``z`` is 0 at the ``+inf`` entries and ``-inf`` elsewhere, so they
+    share the mass equally.  For an all ``-inf`` slice ``z`` is ``-inf``.  For a
+    slice holding NaN, ``z`` is NaN throughout.  When every max is known to be
+    finite (the usual case) those fix-ups, three passes over ``x``, are skipped.
     """
     dtype = x.dtype
-    zero = xp.asarray(0.0, dtype=dtype)
-    neg_inf = xp.asarray(-xp.inf, dtype=dtype)
     m = stop_gradient(xp.max(x, axis=axes, keepdims=True))
-    shift = xp.where(xp.isfinite(m), m, zero)
+    finite = _host_knows_finite(xp, m)
+    zero = xp.asarray(0.0, dtype=dtype)
     # x - max (or its quotient by T) can fall below the smallest float, e.g.
     # -1e308 - 1e308: -inf is then the correctly rounded value, and exp gives 0.
     with np.errstate(over="ignore"):
-        z = x - shift
+        z = x - (m if finite else xp.where(xp.isfinite(m), m, zero))
         if temperature != 1.0:
             z = z / temperature
-    z = xp.where(m == xp.inf, xp.where(x == xp.inf, zero, neg_inf), z)
-    z = xp.where(xp.isnan(m), xp.asarray(xp.nan, dtype=dtype), z)
-    s = xp.sum(xp.exp(z), axis=axes, keepdims=True)
-    return z, s, m
+    if not finite:
+        neg_inf = xp.asarray(-xp.inf, dtype=dtype)
+        z = xp.where(m == xp.inf, xp.where(x == xp.inf, zero, neg_inf), z)
+        z = xp.where(xp.isnan(m), xp.asarray(xp.nan, dtype=dtype), z)
+    return z, m
 
 
-def _safe_denominator(xp: ModuleType, s: Array) -> Array:
-    # s == 0 only for an all -inf slice, whose numerators are all 0 too.
-    return xp.where(s == 0, xp.asarray(1.0, dtype=s.dtype), s)
+def _in_graph(x: Array) -> bool:
+    """Whether ``x`` may be differentiated: a torch tensor that requires grad, or a JAX tracer."""
+    if is_torch(x):
+        return bool(x.requires_grad)
+    return not is_concrete(x)
+
+
+def _cast(xp: ModuleType, a: Array, dtype: Any) -> Array:
+    # astype copies even to the same dtype: a whole extra pass for nothing.
+    return a if a.dtype == dtype else xp.astype(a, dtype)
 
 
 def _log_sum(xp: ModuleType, z: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
-    """``(log(sum(exp(z))), empty)`` for ``z`` from :func:`_shifted_exp` (max 0), dims kept.
+    """``(log(sum(exp(z))), empty)`` for ``z`` from :func:`_shifted` (max 0), dims kept.
 
-    Each entry with ``z == 0`` contributes exactly ``1 = 1 + expm1(0)``.  Summing the
-    ``expm1`` there and ``exp`` elsewhere gives ``r = s - 1`` without forming ``s``, so
-    ``log1p(r)`` keeps full relative accuracy when one entry dominates (log-probabilities
-    near 0), and the gradient is still ``exp(z)`` everywhere.  ``empty`` marks all
-    ``-inf`` slices (``r = -1``), whose log is returned as 0 so that no ``-inf - -inf``
+    Each entry with ``z == 0`` has ``exp(z) = 1`` exactly.  Summing ``exp(z) - 1``
+    there and ``exp(z)`` elsewhere, then adding the count of such entries less
+    one, gives ``r = s - 1`` without ever forming ``s``: ``log1p(r)`` keeps full
+    relative accuracy when one entry dominates (log-probabilities near 0), and
+    the gradient is still ``exp(z)`` everywhere.  ``empty`` marks all ``-inf``
+    slices (``r = -1``), whose log is returned as 0 so that no ``-inf - -inf``
     is ever formed; callers put ``-inf`` there.
     """
-    top = z == 0
-    terms = xp.where(top, xp.expm1(z), xp.exp(z))
-    count = xp.sum(xp.astype(top, z.dtype), axis=axes, keepdims=True)
-    r = xp.sum(terms, axis=axes, keepdims=True) + (count - 1)
+    top = xp.astype(z == 0, z.dtype)
+    count = xp.sum(top, axis=axes, keepdims=True)
+    r = xp.sum(xp.exp(z) - top, axis=axes, keepdims=True) + (count - 1)
     empty = r == -1
     zero = xp.asarray(0.0, dtype=z.dtype)
     return xp.log1p(xp.where(empty, zero, r)), empty
@@ -176,9 +196,12 @@ def softmax(x: Array, /, axis: Axis = -1, *, temperature: float = 1.0, where: An
         return xp.astype(x, prep.out_dtype)
     if is_numpy(x) and _kernels.enabled():
         return _kernels.softmax(x, prep.axes, prep.temperature, prep.out_dtype)
-    z, s, _ = _shifted_exp(xp, x, prep.axes, prep.temperature)
-    p = xp.exp(z) / _safe_denominator(xp, s)
-    return as_result(xp.astype(p, prep.out_dtype))
+    z, _ = _shifted(xp, x, prep.axes, prep.temperature)
+    e = xp.exp(z)
+    s = xp.sum(e, axis=prep.axes, keepdims=True)
+    # s == 0 only for an all -inf slice, whose numerators are all 0 too.
+    p = e / xp.where(s == 0, xp.asarray(1.0, dtype=s.dtype), s)
+    return as_result(_cast(xp, p, prep.out_dtype))
 
 
 def log_softmax(
@@ -207,12 +230,13 @@ def log_softmax(
         return xp.astype(x, prep.out_dtype)
     if is_numpy(x) and _kernels.enabled():
         return _kernels.log_softmax(x, prep.axes, prep.temperature, prep.out_dtype)
-    z, _, _ = _shifted_exp(xp, x, prep.axes, prep.temperature)
+    z, _ = _shifted(xp, x, prep.axes, prep.temperature)
     out = z - _log_sum(xp, z, prep.axes)[0]
-    # The -inf entries are constant: cut them from the graph so their
-    # gradient is exactly 0 (and an all -inf slice stays -inf, not NaN).
-    out = xp.where(z == -xp.inf, z, out)
-    return as_result(xp.astype(out, prep.out_dtype))
+    if _in_graph(x):
+        # The -inf entries are constant: cut them from the graph so that their
+        # gradient is exactly 0, as log_softmax_backward has it.
+        out = xp.where(z == -xp.inf, z, out)
+    return as_result(_cast(xp, out, prep.out_dtype))
 
 
 def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: Any = None) -> Array:
@@ -257,12 +281,12 @@ def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: An
     if is_numpy(x) and _kernels.enabled():
         out = _kernels.logsumexp(x, prep.axes, prep.out_dtype)
     else:
-        z, _, m = _shifted_exp(xp, x, prep.axes, 1.0)
+        z, m = _shifted(xp, x, prep.axes, 1.0)
         shift = xp.where(xp.isfinite(m), m, xp.asarray(0.0, dtype=x.dtype))
         log_s, empty = _log_sum(xp, z, prep.axes)
         out = xp.where(empty, xp.asarray(-xp.inf, dtype=x.dtype), log_s + shift)
         out = xp.where(m == xp.inf, m, out)
-        out = xp.astype(out, prep.out_dtype)
+        out = _cast(xp, out, prep.out_dtype)
     return as_result(out if keepdims else xp.squeeze(out, axis=prep.axes))
 
 
@@ -301,7 +325,7 @@ def pmf_normalize(counts: Array, /, axis: Axis = -1) -> Array:
     xp = namespace(counts)
     axes = normalize_axis(axis, counts.ndim)
     work, out = compute_dtype(xp, counts.dtype)
-    c = xp.astype(counts, work)
+    c = _cast(xp, counts, work)
     if math.prod(c.shape) == 0:
         return as_result(xp.astype(c, out))
     concrete = is_concrete(c)
@@ -329,7 +353,7 @@ def pmf_normalize(counts: Array, /, axis: Axis = -1) -> Array:
         one = xp.asarray(1.0, dtype=work)
         c = c * xp.where(overflow, xp.asarray(2.0**-64, dtype=work), one)
         total = xp.where(overflow, xp.sum(c, axis=axes, keepdims=True), total)
-    return as_result(xp.astype(c / total, out))
+    return as_result(_cast(xp, c / total, out))
 
 
 def _sigmoid_parts(x: Array) -> tuple[ModuleType, Array, Array, Any]:
@@ -337,7 +361,7 @@ def _sigmoid_parts(x: Array) -> tuple[ModuleType, Array, Array, Any]:
     x = as_array(x, "x")
     xp = namespace(x)
     work, out = compute_dtype(xp, x.dtype)
-    x = xp.astype(x, work)
+    x = _cast(xp, x, work)
     # where(x >= 0, -x, x) rather than -abs(x): abs has no useful gradient at 0.
     e = xp.exp(xp.where(x >= 0, -x, x))
     return xp, x, e, out
@@ -359,7 +383,7 @@ def sigmoid(x: Array, /) -> Array:
     """
     xp, x, e, out = _sigmoid_parts(x)
     p = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
-    return as_result(xp.astype(p, out))
+    return as_result(_cast(xp, p, out))
 
 
 def log_sigmoid(x: Array, /) -> Array:
@@ -377,4 +401,4 @@ def log_sigmoid(x: Array, /) -> Array:
     """
     xp, x, e, out = _sigmoid_parts(x)
     zero = xp.asarray(0.0, dtype=x.dtype)
-    return as_result(xp.astype(xp.where(x < 0, x, zero) - xp.log1p(e), out))
+    return as_result(_cast(xp, xp.where(x < 0, x, zero) - xp.log1p(e), out))
