@@ -24,7 +24,7 @@ from ._candidate import (
     _rows,
     _softmax_loss,
 )
-from ._softmax import log_softmax
+from ._losses import cross_entropy
 from .sampling import LogUniformSampler, UniformSampler, UnigramSampler, as_generator
 
 __all__ = ["SampledSoftmaxLoss"]
@@ -39,7 +39,8 @@ class SampledSoftmaxLoss(nn.Module):
     ``bias`` (num_classes,).  In training mode ``forward`` is
     :func:`softmaxkit.sampled_softmax_loss` against ``num_sampled`` classes
     drawn afresh at each call; in eval mode it is the full softmax
-    cross-entropy over every class, the quantity the sampled loss estimates.
+    cross-entropy over every class (:func:`softmaxkit.cross_entropy`), the
+    quantity the sampled loss estimates.
 
     Parameters
     ----------
@@ -163,10 +164,14 @@ class SampledSoftmaxLoss(nn.Module):
     def _full_loss(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         _check_shapes(self.weight, self.bias, labels, inputs, self.num_true)
         _check_labels(labels, self.num_classes)
-        logp = log_softmax(self.logits(inputs), axis=-1)
+        logits = self.logits(inputs)
         true = labels.reshape(labels.shape[0], self.num_true).to(torch.int64)
-        loss = -logp.gather(1, true).mean(dim=1)
-        return _reduce(torch, loss, self.reduction)
+        if self.num_true == 1:
+            return cross_entropy(logits, true[:, 0], reduction=self.reduction)
+        # Target 1/num_true on each true label, as in training.
+        share = torch.full(true.shape, 1.0 / self.num_true, dtype=logits.dtype)
+        target = torch.zeros_like(logits).scatter_add_(1, true, share.to(logits.device))
+        return cross_entropy(logits, target, reduction=self.reduction)
 
     def extra_repr(self) -> str:
         return (
