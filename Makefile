@@ -18,9 +18,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
+# The main job: train the softmax classifier on the embedded digits, then show
+# one test image's probability table.
+DEMO_OUT := runs/demo
+
 demo: setup
-	$(BIN)/softmaxkit softmax 2.0 1.0 0.1 --labels cat,dog,elephant
-	$(BIN)/softmaxkit pmf 100 300 600 --labels bicycle,truck,car
+	$(BIN)/softmaxkit train --data digits --out $(DEMO_OUT)
+	$(BIN)/softmaxkit predict $(DEMO_OUT)/model.npz --index 3
+	@echo "figures: $(DEMO_OUT)/learning_curves.png $(DEMO_OUT)/confusion_matrix.png" \
+		"$(DEMO_OUT)/test_examples.png $(DEMO_OUT)/reliability.png; report: $(DEMO_OUT)/report.json"
 
 lint: setup
 	$(BIN)/ruff check src tests
