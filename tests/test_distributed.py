@@ -11,7 +11,9 @@ after a deadline and fails the fixture instead of hanging the suite.
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import math
+import os
 import re
 import socket
 import subprocess
@@ -268,6 +270,40 @@ def _non_member(rank: int, world: int) -> Any:
     return vocab_parallel_cross_entropy(logits[:, start:stop], targets, group=sub)
 
 
+def _largest_tensor_of_linear(rank: int, world: int) -> dict[str, int]:
+    """The most entries of any tensor made by the linear variant's forward and backward."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    rows, dim, classes, chunk = 24, 2, 48, 3
+
+    class Largest(TorchDispatchMode):
+        numel = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            out = func(*args, **(kwargs or {}))
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor):
+                    self.numel = max(self.numel, t.numel())
+            return out
+
+    start, stop = shard_range(classes, world, rank)
+    g = _generator(3)
+    inputs = torch.randn(rows, dim, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(classes, dim, generator=g, dtype=torch.float64)[start:stop]
+    weight.requires_grad_()
+    targets = torch.randint(0, classes, (rows,), generator=g)
+    with Largest() as mode:
+        loss = vocab_parallel_linear_cross_entropy(inputs, weight, targets, chunk_size=chunk)
+        loss.backward()
+    return {
+        "largest": mode.numel,
+        # inputs, weight, a chunk of logits, or the six statistics per row
+        "bound": max(rows * dim, (stop - start) * dim, rows * chunk, rows * 6),
+        "local_logits": rows * (stop - start),
+    }
+
+
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
@@ -284,7 +320,12 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         )
         errors = _error_cases(rank, world, errors_group)
         non_member = _non_member(rank, world)
-        saved = {"results": results, "errors": errors, "non_member": non_member}
+        saved = {
+            "results": results,
+            "errors": errors,
+            "non_member": non_member,
+            "largest": _largest_tensor_of_linear(rank, world),
+        }
         torch.save(saved, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -420,6 +461,22 @@ def test_matches_single_process(group_run: Any, case: Case) -> None:
             # Sharded results: the ranks' slices, in order, make the full value.
             dim = 0 if key in ("weight", "bias") else -1  # weight rows are the classes
             _close(torch.cat([g[key] for g in got], dim=dim), value, rtol)
+    if case.kind == "ce":
+        # The library's own single-process loss (the losses issue) agrees too,
+        # edge rows included.
+        data = _case_inputs(case)
+        ours = softmaxkit.cross_entropy(data["logits"], data["targets"], **case.options)
+        for rank in got:
+            _close(rank["loss"], ours, rtol)
+
+
+def test_linear_variant_holds_one_chunk_of_logits_at_a_time(group_run: Any) -> None:
+    # Every tensor made in forward and backward (seen by a dispatch mode) is
+    # inputs-, weight-, chunk- or statistics-sized: never the local logits.
+    _, ranks = group_run
+    for rank in ranks:
+        largest = rank["largest"]
+        assert largest["largest"] <= largest["bound"] < largest["local_logits"], largest
 
 
 def test_edge_rows_are_finite_where_the_core_is(group_run: Any) -> None:
@@ -556,3 +613,40 @@ def test_import_softmaxkit_does_not_import_distributed() -> None:
     code = "import softmaxkit, sys; print('softmaxkit.distributed' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def _load_example() -> Any:
+    path = Path(__file__).resolve().parents[1] / "examples" / "vocab_parallel.py"
+    spec = importlib.util.spec_from_file_location("vocab_parallel_example", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_trains_on_two_processes_like_one_unsharded_model() -> None:
+    example = _load_example()
+    argv = ["--vocab", "50", "--dim", "8", "--batch", "32", "--steps", "6"]
+    argv += ["--print-every", "1", "--dtype", "float64", "--chunk-size", "7"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node=2", str(Path(example.__file__)), *argv]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    printed = [float(m) for m in re.findall(r"^step +\d+ +loss ([0-9.]+)$", run.stdout, re.M)]
+    assert len(printed) == 6, run.stdout
+
+    # The same training with the whole output layer in one process.
+    args = example.parse_args(argv)
+    trunk, head = example.make_model(args.vocab, args.dim, args.seed, torch.float64)
+    optimizer = torch.optim.Adam([*trunk.parameters(), *head.parameters()], lr=args.lr)
+    expected = []
+    for step in range(1, args.steps + 1):
+        tokens, targets = example.make_batch(step, args.vocab, args.batch, args.seed)
+        loss = F.cross_entropy(head(trunk(tokens)), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        expected.append(loss.item())
+    assert printed == pytest.approx(expected, abs=2e-6)
+    assert printed[-1] < printed[0]
