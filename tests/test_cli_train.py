@@ -154,3 +154,14 @@ def test_progress_prints_plain_lines_when_not_a_terminal():
     assert stream.getvalue() == (
         "epoch 1/3  loss 0.5000  acc 50.00%  test loss 0.2500  test acc 100.00%\n"
     )
+
+
+def test_sampled_head_trains_and_reports_with_the_full_softmax(tmp_path, capsys):
+    argv = ["train", "--head", "sampled", "--num-sampled", "4", "--epochs", "2", "--hidden", "16"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["test"]["head"] == "sampled"
+    assert report["test"]["log_loss_definition"].startswith("mean -log p(true class)")
+    assert main(["predict", str(tmp_path / "model.npz"), "--index", "0"]) == 0
+    rows = capsys.readouterr().out.splitlines()[-11:-1]
+    assert sum(float(row.split()[1]) for row in rows) == pytest.approx(1.0, abs=1e-3)

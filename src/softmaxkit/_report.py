@@ -27,7 +27,7 @@ from ._atomic import atomic_write_bytes, atomic_write_text
 from ._calibration import expected_calibration_error, reliability_diagram
 from ._classifier import Classifier
 from ._errors import SoftmaxkitValueError
-from ._softmax import log_sigmoid, log_softmax
+from ._losses import binary_cross_entropy_with_logits, cross_entropy
 
 __all__ = ["FIGURES", "report_metrics", "write_report"]
 
@@ -89,19 +89,19 @@ def report_metrics(
 ) -> dict[str, Any]:
     """Accuracy, per-class precision/recall, log-loss and expected calibration error on ``(X, y)``.
 
-    * softmax head: ``log_loss = -mean(log p[true class])`` from ``log_softmax``
-      of the logits (exact even where ``p`` underflows); ECE over the top-1
-      confidence with 15 bins;
+    * softmax heads (``"softmax"``, ``"sampled"``): ``log_loss = -mean(log
+      p[true class])``, :func:`softmaxkit.cross_entropy` of the logits (exact
+      even where ``p`` underflows); ECE over the top-1 confidence, 15 bins;
     * logistic head: ``log_loss`` is the binary log-loss summed over the
-      labels and averaged over the examples (the training loss,
-      :class:`softmaxkit.nn.LogisticCrossEntropy`), from ``log_sigmoid``; ECE treats each (example, label) as a
-      two-class prediction; for multi-label ``y`` ``accuracy`` is the
-      fraction of examples with every label right and ``label_accuracy`` the
-      fraction of (example, label) pairs right.
+      labels and averaged over the examples (the training loss of
+      :class:`softmaxkit.nn.LogisticCrossEntropy`); ECE treats each
+      (example, label) as a two-class prediction; for multi-label ``y``
+      ``accuracy`` is the fraction of examples with every label right and
+      ``label_accuracy`` the fraction of (example, label) pairs right.
 
     ``per_class`` is keyed by ``label_names`` (e.g. the names of multi-label
-    columns) when given, else by the classes.  Precision (recall) of a class that is never predicted (never present) is
-    reported as 0.
+    columns) when given, else by the classes.  Precision (recall) of a class
+    that is never predicted (never present) is reported as 0.
     """
     logits = model.decision_function(X)
     probs = model.predict_proba(X)
@@ -122,15 +122,14 @@ def report_metrics(
         name: _precision_recall(hits[:, k] == 1, target[:, k] == 1)
         for k, name in enumerate(_names(model, label_names))
     }
-    if model.head == "softmax":
+    if model.head != "logistic":
         index = _class_index(model, y)
-        log_p = log_softmax(logits, axis=-1)
-        out["log_loss"] = float(-np.mean(log_p[np.arange(index.shape[0]), index]))
+        out["log_loss"] = float(cross_entropy(logits, index))
         out["log_loss_definition"] = "mean -log p(true class), p = softmax(logits)"
         out["expected_calibration_error"] = expected_calibration_error(probs, index)
     else:
-        per_entry = target * log_sigmoid(logits) + (1 - target) * log_sigmoid(-logits)
-        out["log_loss"] = float(-np.mean(np.sum(per_entry, axis=1)))
+        total = binary_cross_entropy_with_logits(logits, target.astype(float), reduction="sum")
+        out["log_loss"] = float(total) / X.shape[0]
         out["log_loss_definition"] = (
             "binary log-loss summed over labels, mean over examples, p = sigmoid(logits)"
         )
@@ -287,12 +286,12 @@ def _reliability(model: Classifier, X: np.ndarray, y: np.ndarray, path: Path) ->
     from matplotlib.figure import Figure
 
     probs = model.predict_proba(X)
-    if model.head == "softmax":
+    if model.head != "logistic":
         args = (probs, _class_index(model, y))
     else:
         args = _binary_columns(probs, _targets01(model, y))
     ax = reliability_diagram(*args, ax=Figure(figsize=(5, 5)).subplots())
-    if model.head != "softmax":
+    if model.head == "logistic":
         ax.set_xlabel("confidence (each label's sigmoid read as a yes/no prediction)")
     _save(ax.figure, path)
 

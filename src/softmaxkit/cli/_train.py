@@ -115,7 +115,7 @@ def _run_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     params: dict[str, Any] = {"hidden": args.hidden, "head": head, "seed": args.seed}
-    for name in ("epochs", "batch_size", "learning_rate"):
+    for name in ("epochs", "batch_size", "learning_rate", "num_sampled"):
         if getattr(args, name) is not None:
             params[name] = getattr(args, name)
     model = Classifier(**params)
@@ -217,7 +217,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "files (raw or .gz), or a CSV file of features then label",
     )
     p.add_argument("--hidden", type=_hidden, default=(64,), help="hidden widths, e.g. 64 or 128,64")
-    p.add_argument("--head", choices=("softmax", "logistic"), help="output layer (default softmax)")
+    p.add_argument(
+        "--head",
+        choices=("softmax", "logistic", "sampled"),
+        help="output layer (default softmax; sampled: trained on sampled softmax over "
+        "--num-sampled classes per batch, predicts with the full softmax)",
+    )
+    p.add_argument("--num-sampled", type=_positive_int, help="classes per batch for --head sampled")
     p.add_argument(
         "--multilabel",
         action="store_true",

@@ -3,7 +3,10 @@
 Both take the head's *logits* ``z`` (shape ``(N, C)``), never its probabilities:
 the loss comes from ``log_softmax`` / ``log_sigmoid``, exact where the
 probability underflows, and the gradient with respect to ``z`` collapses to
-``(probability - target) / N``, with no division by a probability.
+``(probability - target) / N``, with no division by a probability.  The maths
+is softmaxkit's :func:`~softmaxkit.cross_entropy_grad` and
+:func:`~softmaxkit.binary_cross_entropy_with_logits_grad`; these classes keep
+the gradient of the last forward pass for ``backward()``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._errors import SoftmaxkitValueError
-from .._softmax import log_sigmoid, log_softmax, sigmoid
+from .._losses import binary_cross_entropy_with_logits_grad, cross_entropy_grad
 
 __all__ = ["LogisticCrossEntropy", "SoftmaxCrossEntropy"]
 
@@ -21,20 +24,6 @@ def _check_logits(z: np.ndarray) -> None:
         raise SoftmaxkitValueError(f"`logits` must have shape (N, C); got shape {z.shape}")
     if z.shape[0] == 0:
         raise SoftmaxkitValueError("`logits` must hold at least one row; got N = 0")
-
-
-def _one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    if labels.dtype.kind not in "iu":
-        raise SoftmaxkitValueError(f"`targets` of shape (N,) must be integers; got {labels.dtype}")
-    bad = (labels < 0) | (labels >= n_classes)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise SoftmaxkitValueError(
-            f"`targets` must be in [0, {n_classes}); position {i} holds {labels[i]}"
-        )
-    y = np.zeros((labels.shape[0], n_classes))
-    y[np.arange(labels.shape[0]), labels] = 1.0
-    return y
 
 
 class SoftmaxCrossEntropy:
@@ -63,27 +52,26 @@ class SoftmaxCrossEntropy:
     """
 
     def __init__(self) -> None:
-        self._p: np.ndarray | None = None
-        self._y: np.ndarray | None = None
+        self._dL_dz: np.ndarray | None = None
 
     def forward(self, logits: np.ndarray, targets: np.ndarray, /) -> float:
         _check_logits(logits)
-        n, c = logits.shape
-        y = _one_hot(targets, c) if targets.ndim == 1 else np.asarray(targets, dtype=float)
-        if y.shape != (n, c):
-            raise SoftmaxkitValueError(
-                f"`targets` must have shape ({n},) or ({n}, {c}); got shape {targets.shape}"
-            )
-        log_p = log_softmax(logits, axis=-1)
-        self._p, self._y = np.exp(log_p), y
-        # 0 * log 0 = 0: a target of 0 where p underflowed must not give 0 * -inf.
-        return float(-np.sum(np.where(y > 0, y * log_p, 0.0)) / n)
+        if targets.ndim == 1 and targets.dtype.kind in "iu":
+            bad = (targets < 0) | (targets >= logits.shape[1])
+            if bad.any():
+                # cross_entropy would skip -100 (PyTorch's ignore_index); a network's
+                # training labels have no such gaps, so any label outside [0, C) is an error.
+                i = int(np.argmax(bad))
+                raise SoftmaxkitValueError(
+                    f"`targets` must be in [0, {logits.shape[1]}); position {i} holds {targets[i]}"
+                )
+        loss, self._dL_dz = cross_entropy_grad(logits, targets, reduction="mean")
+        return float(loss)
 
     def backward(self) -> np.ndarray:
-        if self._p is None or self._y is None:
+        if self._dL_dz is None:
             raise SoftmaxkitValueError("SoftmaxCrossEntropy.backward needs a forward pass first")
-        n = self._p.shape[0]
-        return (self._p - self._y) / n
+        return self._dL_dz
 
 
 class LogisticCrossEntropy:
@@ -111,8 +99,7 @@ class LogisticCrossEntropy:
     """
 
     def __init__(self) -> None:
-        self._s: np.ndarray | None = None
-        self._y: np.ndarray | None = None
+        self._dL_dz: np.ndarray | None = None
 
     def forward(self, logits: np.ndarray, targets: np.ndarray, /) -> float:
         _check_logits(logits)
@@ -123,13 +110,14 @@ class LogisticCrossEntropy:
             )
         if not np.all((y >= 0) & (y <= 1)):
             raise SoftmaxkitValueError("`targets` must be in [0, 1]")
-        self._s, self._y = sigmoid(logits), y
-        log_s, log_not_s = log_sigmoid(logits), log_sigmoid(-logits)
-        # The where keeps 0 * (-inf) out when a sigmoid saturates at +-inf logits.
-        per_entry = np.where(y > 0, y * log_s, 0.0) + np.where(y < 1, (1 - y) * log_not_s, 0.0)
-        return float(-np.sum(per_entry) / logits.shape[0])
+        n = logits.shape[0]
+        # "sum" then / N: summed over labels, averaged over examples (torch's "mean"
+        # would also divide by the number of labels).
+        total, dtotal_dz = binary_cross_entropy_with_logits_grad(logits, y, reduction="sum")
+        self._dL_dz = dtotal_dz / n
+        return float(total) / n
 
     def backward(self) -> np.ndarray:
-        if self._s is None or self._y is None:
+        if self._dL_dz is None:
             raise SoftmaxkitValueError("LogisticCrossEntropy.backward needs a forward pass first")
-        return (self._s - self._y) / self._s.shape[0]
+        return self._dL_dz
