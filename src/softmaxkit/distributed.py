@@ -539,14 +539,16 @@ def vocab_parallel_log_softmax(local_logits: Tensor, /, *, group: Any = None) ->
 
     Examples
     --------
-    Under ``torchrun``, with the classes of ``full`` split over the ranks:
+    Under ``torchrun`` each rank passes ``logits[..., start:stop]`` with
+    ``start, stop = shard_range(V, dist.get_world_size(), dist.get_rank())``;
+    here a group of one process holds all three classes (cat, dog, elephant):
 
-    >>> import torch, torch.distributed as dist  # doctest: +SKIP
-    >>> from softmaxkit.distributed import shard_range, vocab_parallel_log_softmax
-    >>> start, stop = shard_range(full.shape[-1], dist.get_world_size(), dist.get_rank())
-    >>> local = vocab_parallel_log_softmax(full[:, start:stop])  # doctest: +SKIP
-    >>> torch.allclose(local, full.log_softmax(-1)[:, start:stop])  # doctest: +SKIP
-    True
+    >>> import torch, torch.distributed as dist
+    >>> from softmaxkit.distributed import vocab_parallel_log_softmax
+    >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    >>> vocab_parallel_log_softmax(torch.tensor([[2.0, 1.0, 0.1]])).round(decimals=4).tolist()
+    [[-0.417, -1.417, -2.317]]
+    >>> dist.destroy_process_group()
     """
     return _normalise(local_logits, group, log=True)
 
@@ -561,8 +563,14 @@ def vocab_parallel_softmax(local_logits: Tensor, /, *, group: Any = None) -> Ten
 
     Examples
     --------
+    A group of one process, holding all three classes:
+
+    >>> import torch, torch.distributed as dist
     >>> from softmaxkit.distributed import vocab_parallel_softmax
-    >>> p = vocab_parallel_softmax(local_logits)  # doctest: +SKIP
+    >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    >>> vocab_parallel_softmax(torch.tensor([[2.0, 1.0, 0.1]])).round(decimals=4).tolist()
+    [[0.659, 0.2424, 0.0986]]
+    >>> dist.destroy_process_group()
     """
     return _normalise(local_logits, group, log=False)
 
@@ -822,14 +830,19 @@ def vocab_parallel_cross_entropy(
 
     Examples
     --------
-    Under ``torchrun``, with the classes of ``full`` split over the ranks:
+    Under ``torchrun`` each rank passes ``logits[..., start:stop]`` with
+    ``start, stop = shard_range(V, dist.get_world_size(), dist.get_rank())``
+    and the same ``targets``; here a group of one process holds all classes:
 
-    >>> import torch, torch.distributed as dist  # doctest: +SKIP
-    >>> from softmaxkit.distributed import shard_range, vocab_parallel_cross_entropy
-    >>> start, stop = shard_range(full.shape[-1], dist.get_world_size(), dist.get_rank())
-    >>> loss = vocab_parallel_cross_entropy(full[:, start:stop], targets)  # doctest: +SKIP
-    >>> torch.allclose(loss, torch.nn.functional.cross_entropy(full, targets))  # doctest: +SKIP
-    True
+    >>> import torch, torch.distributed as dist
+    >>> from softmaxkit.distributed import vocab_parallel_cross_entropy
+    >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    >>> logits = torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.0]])  # cat, dog, elephant
+    >>> float(vocab_parallel_cross_entropy(logits, torch.tensor([0, 1])))
+    0.3069
+    >>> float(vocab_parallel_cross_entropy(logits, torch.tensor([0, -100])))  # one ignored
+    0.417
+    >>> dist.destroy_process_group()
     """
     options = _check_options(ignore_index, reduction, label_smoothing)
     grp = _resolve_group(group)
@@ -1062,15 +1075,23 @@ def vocab_parallel_linear_cross_entropy(
 
     Examples
     --------
-    Under ``torchrun``, with the rows of ``weight`` split over the ranks:
+    Under ``torchrun`` each rank passes ``weight[start:stop]`` with
+    ``start, stop = shard_range(V, dist.get_world_size(), dist.get_rank())``;
+    here a group of one process holds all 1000 classes, two at a time:
 
-    >>> from softmaxkit.distributed import shard_range
+    >>> import torch, torch.distributed as dist
     >>> from softmaxkit.distributed import vocab_parallel_linear_cross_entropy
-    >>> start, stop = shard_range(weight.shape[0], world_size, rank)  # doctest: +SKIP
-    >>> loss = vocab_parallel_linear_cross_entropy(
-    ...     hidden, weight[start:stop], targets, chunk_size=4096
-    ... )  # doctest: +SKIP
-    >>> loss.backward()  # doctest: +SKIP
+    >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    >>> _ = torch.manual_seed(0)
+    >>> hidden = torch.randn(8, 16, requires_grad=True)
+    >>> weight = torch.randn(1000, 16, requires_grad=True)
+    >>> targets = torch.randint(0, 1000, (8,))
+    >>> loss = vocab_parallel_linear_cross_entropy(hidden, weight, targets, chunk_size=2)
+    >>> loss.backward()
+    >>> full = torch.nn.functional.cross_entropy(hidden @ weight.T, targets)
+    >>> bool(torch.allclose(loss, full))
+    True
+    >>> dist.destroy_process_group()
     """
     options = _check_options(ignore_index, reduction, label_smoothing)
     if chunk_size is not None:
