@@ -295,6 +295,10 @@ def test_foreign_files_are_refused(tmp_path):
     np.savez(npz, weights=np.ones(3))
     with pytest.raises(SoftmaxkitValueError, match="not a softmaxkit model: it has no header"):
         Classifier.load(npz)
+    single = tmp_path / "single.npy"
+    np.save(single, np.ones(3))
+    with pytest.raises(SoftmaxkitValueError, match="holds a single .npy array"):
+        Classifier.load(single)
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     with pytest.raises(SoftmaxkitValueError, match="not a readable softmaxkit model file"):

@@ -708,14 +708,21 @@ class Classifier:
 
 
 def _read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict]:
-    with np.load(path, allow_pickle=False) as npz:
-        if "header" not in npz.files:
+    # Opened here rather than by np.load, which leaves the file open when it is not a zip.
+    with open(path, "rb") as f:
+        loaded = np.load(f, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise SoftmaxkitValueError(
-                f"`path` {str(path)!r} is an .npz file but not a softmaxkit model: it has no "
-                f"header (arrays: {sorted(npz.files)[:5]})"
+                f"`path` {str(path)!r} holds a single .npy array, not a softmaxkit model"
             )
-        # Reading every member checks each one's CRC-32: altered bytes fail here.
-        arrays = {key: npz[key] for key in npz.files}
+        with loaded as npz:
+            if "header" not in npz.files:
+                raise SoftmaxkitValueError(
+                    f"`path` {str(path)!r} is an .npz file but not a softmaxkit model: it has "
+                    f"no header (arrays: {sorted(npz.files)[:5]})"
+                )
+            # Reading every member checks each one's CRC-32: altered bytes fail here.
+            arrays = {key: npz[key] for key in npz.files}
     raw = arrays.pop("header")
     try:
         header = json.loads(raw.tobytes().decode("utf-8"))
