@@ -272,7 +272,12 @@ def _is_number(text: str) -> bool:
 
 
 def load_csv(
-    path: PathLike, /, *, test_size: float = 0.25, seed: int = 0, image_shape=None
+    path: PathLike,
+    /,
+    *,
+    test_size: float = 0.25,
+    seed: int = 0,
+    image_shape: tuple[int, int] | None = None,
 ) -> Dataset:
     """Rows of ``features..., label`` from a CSV file, split with ``seed`` (see :func:`split`).
 
