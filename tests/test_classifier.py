@@ -297,7 +297,7 @@ def test_foreign_files_are_refused(tmp_path):
         Classifier.load(npz)
     single = tmp_path / "single.npy"
     np.save(single, np.ones(3))
-    with pytest.raises(SoftmaxkitValueError, match="holds a single .npy array"):
+    with pytest.raises(SoftmaxkitValueError, match=r"holds a single \.npy array"):
         Classifier.load(single)
     text = tmp_path / "notes.txt"
     text.write_text("hello")
