@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from softmaxkit import SoftmaxkitValueError, softmax, softmax_jacobian
 from softmaxkit.nn import (
@@ -276,3 +279,20 @@ def test_sequential_params_are_the_layers_arrays():
 def test_bad_arguments_raise_named_errors(call, message):
     with pytest.raises(SoftmaxkitValueError, match=message):
         call()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6),
+        elements=st.floats(-50, 50),
+    ),
+    st.integers(0, 2**32 - 1),
+)
+def test_softmax_layer_backward_is_the_jacobian_product_for_any_logits(x, seed):
+    layer = Softmax()
+    p = layer.forward(x)
+    g = np.random.default_rng(seed).normal(size=x.shape)
+    expected = np.einsum("ni,nik->nk", g, softmax_jacobian(p))
+    np.testing.assert_allclose(layer.backward(g), expected, rtol=1e-10, atol=1e-14)
