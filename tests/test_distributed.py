@@ -29,7 +29,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 import softmaxkit
-from softmaxkit import SoftmaxkitTypeError, SoftmaxkitValueError
+from softmaxkit import SoftmaxkitTypeError, SoftmaxkitValueError, distributed
 from softmaxkit.distributed import (
     shard_range,
     vocab_parallel_cross_entropy,
@@ -121,6 +121,9 @@ def _cases() -> list[Case]:
         options = {"label_smoothing": smoothing, "reduction": "none"}
         cases.append(Case(f"ce-edges-smooth{smoothing}", "ce", options, (6,), True))
     cases += [
+        # Few entries per block: the plain loss then works a few rows at a time.
+        Case("ce-rowblocks", "ce", {"label_smoothing": 0.2, "reduction": "none"}),
+        Case("ce-edges-rowblocks", "ce", {"label_smoothing": 0.2, "reduction": "none"}, (6,), True),
         Case("ce-all-ignored-mean", "ce", {"ignore_index": -7}),
         Case("ce-float32", "ce", {"label_smoothing": 0.1}, dtype=torch.float32),
         Case("linear-float32", "linear", {"label_smoothing": 0.1}, dtype=torch.float32),
@@ -175,8 +178,14 @@ def _run_case(case: Case, rank: int, world: int) -> dict[str, torch.Tensor]:
         return {"out": out.detach(), "grad": local.grad}
     if case.kind == "ce":
         local = data["logits"][..., start:stop].clone().requires_grad_()
-        loss = vocab_parallel_cross_entropy(local, data["targets"], **options)
-        loss.backward(_upstream_for(case, data, loss))
+        entries = distributed._CHUNK_ENTRIES
+        if case.name.endswith("rowblocks"):
+            distributed._CHUNK_ENTRIES = 2 * (stop - start)
+        try:
+            loss = vocab_parallel_cross_entropy(local, data["targets"], **options)
+            loss.backward(_upstream_for(case, data, loss))
+        finally:
+            distributed._CHUNK_ENTRIES = entries
         return {"loss": loss.detach(), "grad": local.grad}
     use_bias = options.pop("bias", True)
     inputs = data["inputs"].clone().requires_grad_()

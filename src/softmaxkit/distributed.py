@@ -733,15 +733,35 @@ def _logits_grad(
     return dx
 
 
+# A chunk of logits of at most this many entries (16 MiB in float32) unless
+# chunk_size says otherwise.
+_CHUNK_ENTRIES = 1 << 22
+_MIN_CHUNK = 128
+
+
+def _chunks(size: int, chunk: int) -> list[tuple[int, int]]:
+    return [(a, min(a + chunk, size)) for a in range(0, size, chunk)]
+
+
+def _row_blocks(rows: int, columns: int) -> list[tuple[int, int]]:
+    """Row ranges whose temporaries stay within ``_CHUNK_ENTRIES`` (at least one row each)."""
+    return _chunks(rows, max(1, _CHUNK_ENTRIES // max(columns, 1))) or [(0, rows)]
+
+
 class _VocabParallelCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any, x: Tensor, targets: Tensor, layout: _Layout, grp: _Group, options: _Options
     ) -> Tensor:
-        work = _as_rows(x.detach()).to(_work_dtype(x.dtype))
+        logits, dtype = _as_rows(x.detach()), _work_dtype(x.dtype)
         local_targets = targets - layout.start
         smoothing = options.label_smoothing > 0
-        stats = _combine(_row_stats(work, local_targets, smoothing), grp, smoothing)
+        # Rows a block at a time, so the temporaries never take several times the logits.
+        blocks = _row_blocks(*logits.shape)
+        stats = torch.cat(
+            [_row_stats(logits[a:b].to(dtype), local_targets[a:b], smoothing) for a, b in blocks]
+        )
+        stats = _combine(stats, grp, smoothing)
         loss, rows = _cross_entropy_rows(stats, targets, layout.num_classes, options)
         kept = targets != options.ignore_index
         ctx.save_for_backward(x, targets, *rows)
@@ -753,13 +773,21 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, targets, *saved = ctx.saved_tensors
         rows, layout, options = _Rows(*saved), ctx.layout, ctx.options
-        work = _as_rows(x).to(_work_dtype(x.dtype))
+        logits, dtype = _as_rows(x), _work_dtype(x.dtype)
         kept = targets != options.ignore_index
-        w = _row_weights(grad, kept, options.reduction, work.dtype)
-        dx = _logits_grad(
-            work, rows, w, targets - layout.start, layout.num_classes, options.label_smoothing
-        )
-        return dx.to(x.dtype).reshape(x.shape), None, None, None, None
+        w = _row_weights(grad, kept, options.reduction, dtype)
+        local_targets = targets - layout.start
+        dx = torch.empty_like(logits)
+        for a, b in _row_blocks(*logits.shape):
+            dx[a:b] = _logits_grad(
+                logits[a:b].to(dtype),
+                _Rows(*(column[a:b] for column in rows)),
+                w[a:b],
+                local_targets[a:b],
+                layout.num_classes,
+                options.label_smoothing,
+            )
+        return dx.reshape(x.shape), None, None, None, None
 
 
 def vocab_parallel_cross_entropy(
@@ -878,15 +906,6 @@ def vocab_parallel_cross_entropy(
 
 # --------------------------------------------------------------------------------------
 # The linear layer and the loss together, one chunk of logits at a time
-
-# A chunk of logits of at most this many entries (16 MiB in float32) unless
-# chunk_size says otherwise.
-_CHUNK_ENTRIES = 1 << 22
-_MIN_CHUNK = 128
-
-
-def _chunks(local_classes: int, chunk: int) -> list[tuple[int, int]]:
-    return [(a, min(a + chunk, local_classes)) for a in range(0, local_classes, chunk)]
 
 
 def _chunk_logits(
