@@ -1,60 +1,196 @@
-"""Compiled CPU kernels for the NumPy path.
+"""Compiled CPU kernels for the NumPy path (the C extension ``_ckernels``).
 
-``enabled()`` says whether the NumPy path should call them; the functions here
-receive arrays already validated, cast to their working dtype and masked (the
-masked entries set to ``-inf``), and return arrays of ``out_dtype``.  Until the
-compiled kernels land, ``enabled()`` is False and the portable array-API path
-in ``_softmax`` and ``_derivatives`` serves NumPy too.
+The functions here receive arrays already validated, cast to their working
+dtype (float32 or float64) and masked (masked entries set to ``-inf``), and
+return arrays of ``out_dtype``; ``_softmax`` and ``_derivatives`` call them
+when :func:`enabled` says so, and otherwise run their portable array-API code.
+
+Each call sees its input as ``(outer, n, inner)`` with the reduced axes
+merged into ``n``: the last axis (``inner == 1``) is the fast path, a run of
+other neighbouring axes is reduced in blocks of columns, and axes that are not
+neighbours are first moved together (one copy).
+
+The extension is built by ``pip install`` (``setup.py``) with OpenMP; where it
+could not be built, :func:`enabled` is False.  ``SOFTMAXKIT_KERNELS=0`` in the
+environment or :func:`set_enabled` turns the kernels off (the tests run every
+edge case on both paths); ``SOFTMAXKIT_NUM_THREADS`` or :func:`set_num_threads`
+sets the threads a call may use (default: OpenMP's, i.e. every core).
 """
 
 from __future__ import annotations
 
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "available",
     "describe",
     "enabled",
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",
+    "num_threads",
+    "set_enabled",
+    "set_num_threads",
     "softmax",
     "softmax_backward",
+    "use",
 ]
 
 Axes = tuple[int, ...]
 
+_SOFTMAX, _LOG_SOFTMAX, _LOGSUMEXP = 0, 1, 2
+
+
+def _load() -> ModuleType | None:
+    try:
+        from . import _ckernels  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    threads = os.environ.get("SOFTMAXKIT_NUM_THREADS")
+    if threads and threads.isdigit() and int(threads) > 0:
+        _ckernels.set_num_threads(int(threads))
+    module: ModuleType = _ckernels
+    return module
+
+
+_C = _load()
+_on = _C is not None and os.environ.get("SOFTMAXKIT_KERNELS", "1") != "0"
+
+
+def available() -> bool:
+    """Whether the C extension was built and loads."""
+    return _C is not None
+
 
 def enabled() -> bool:
-    return False
+    """Whether the NumPy path calls the kernels now."""
+    return _on
+
+
+def set_enabled(flag: bool) -> bool:
+    """Turn the kernels on or off for later calls; returns the previous setting.
+
+    Turning them on has no effect where they are not :func:`available`.
+    """
+    global _on
+    previous = _on
+    _on = bool(flag) and _C is not None
+    return previous
+
+
+@contextmanager
+def use(flag: bool) -> Iterator[None]:
+    """``with use(False): ...`` runs the block on the portable path (or on the kernels)."""
+    previous = set_enabled(flag)
+    try:
+        yield
+    finally:
+        set_enabled(previous)
+
+
+def num_threads() -> int:
+    """Threads a kernel call may use."""
+    return int(_C.num_threads()) if _C is not None else 1
+
+
+def set_num_threads(n: int) -> None:
+    """Limit the threads of later kernel calls to ``n`` (the benchmark uses 2)."""
+    if _C is not None:
+        _C.set_num_threads(int(n))
 
 
 def describe() -> str:
     """One line for the benchmark's machine description."""
-    return "not built (portable NumPy path)"
+    if _C is None:
+        return "not built (portable NumPy path)"
+    state = "on" if _on else "off"
+    return f"C/OpenMP, {num_threads()} threads, {state}"
 
 
-def _missing() -> Any:
-    raise NotImplementedError("softmaxkit's compiled kernels are not built in this version")
+def _compiled() -> Any:
+    if _C is None:
+        raise RuntimeError("softmaxkit's C kernels are not built; check `available()` first")
+    return _C
+
+
+def _layout(x: np.ndarray, axes: Axes) -> tuple[np.ndarray, int, int, int, Axes | None]:
+    """``(x, outer, n, inner, moved)``: ``x`` C-contiguous with the reduced axes merged.
+
+    ``moved`` is None when the reduced axes were already neighbours; otherwise ``x``
+    has them moved to the end, in this order, and the result must be moved back.
+    """
+    shape = x.shape
+    moved: Axes | None = None
+    if axes and axes[-1] - axes[0] + 1 != len(axes):
+        rest = tuple(i for i in range(x.ndim) if i not in axes)
+        x = np.transpose(x, rest + axes)
+        moved = rest + axes
+        shape = x.shape
+        first = x.ndim - len(axes)
+        last = x.ndim - 1
+    elif axes:
+        first, last = axes[0], axes[-1]
+    else:  # no axis reduced: every element is its own slice
+        first, last = x.ndim, x.ndim - 1
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)  # (which would make a 0-d array 1-d)
+    outer = math.prod(shape[:first])
+    n = math.prod(shape[first : last + 1])
+    inner = math.prod(shape[last + 1 :])
+    return x, outer, n, inner, moved
+
+
+def _restore(out: np.ndarray, moved: Axes | None, out_dtype: Any) -> np.ndarray:
+    if moved is not None:
+        out = np.transpose(out, np.argsort(moved))
+    if out.dtype != out_dtype:
+        out = out.astype(out_dtype)
+    return out
+
+
+def _forward(x: np.ndarray, axes: Axes, temperature: float, out_dtype: Any, op: int) -> np.ndarray:
+    x, outer, n, inner, moved = _layout(x, axes)
+    if op == _LOGSUMEXP:
+        first = x.ndim - len(axes) if moved is not None else (axes[0] if axes else x.ndim)
+        shape = tuple(1 if first <= i < first + len(axes) else k for i, k in enumerate(x.shape))
+    else:
+        shape = x.shape
+    out = np.empty(shape, dtype=x.dtype)
+    _compiled().forward(x, out, outer, n, inner, temperature, op, x.dtype == np.float64)
+    return _restore(out, moved, out_dtype)
 
 
 def softmax(x: np.ndarray, axes: Axes, temperature: float, out_dtype: Any) -> np.ndarray:
-    return _missing()
+    return _forward(x, axes, temperature, out_dtype, _SOFTMAX)
 
 
 def log_softmax(x: np.ndarray, axes: Axes, temperature: float, out_dtype: Any) -> np.ndarray:
-    return _missing()
+    return _forward(x, axes, temperature, out_dtype, _LOG_SOFTMAX)
 
 
 def logsumexp(x: np.ndarray, axes: Axes, out_dtype: Any) -> np.ndarray:
     """With the reduced axes kept (length 1)."""
-    return _missing()
+    return _forward(x, axes, 1.0, out_dtype, _LOGSUMEXP)
+
+
+def _backward(g: np.ndarray, y: np.ndarray, axes: Axes, out_dtype: Any, log: bool) -> np.ndarray:
+    g, outer, n, inner, moved = _layout(g, axes)
+    y = _layout(y, axes)[0]
+    dx = np.empty(g.shape, dtype=g.dtype)
+    _compiled().backward(g, y, dx, outer, n, inner, log, g.dtype == np.float64)
+    return _restore(dx, moved, out_dtype)
 
 
 def softmax_backward(g: np.ndarray, p: np.ndarray, axes: Axes, out_dtype: Any) -> np.ndarray:
-    return _missing()
+    return _backward(g, p, axes, out_dtype, False)
 
 
 def log_softmax_backward(g: np.ndarray, logp: np.ndarray, axes: Axes, out_dtype: Any) -> np.ndarray:
-    return _missing()
+    return _backward(g, logp, axes, out_dtype, True)

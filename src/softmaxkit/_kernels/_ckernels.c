@@ -1,0 +1,493 @@
+/*
+ * softmaxkit's compiled CPU kernels: the softmax family in one or two passes over memory.
+ *
+ * Every kernel sees a C-contiguous array as (outer, n, inner) and reduces the n axis.
+ * inner == 1 is the fast path: each row of n values stays in cache between its passes,
+ * so memory is read once and written once, like a copy.  inner > 1 (a non-last axis)
+ * works on blocks of BLOCK neighbouring columns, which are contiguous in memory.
+ *
+ * The semantics are those of softmaxkit._softmax (see its docstrings): +inf entries share
+ * the mass, an all -inf slice gives zeros / -inf, NaN fills its own slice only, and
+ * log-probabilities use log1p of the non-max terms.  Sums are accumulated in double.
+ *
+ * exp is our own (Cody-Waite reduction, Taylor polynomial, exponent built from bits) so
+ * that the compiler can vectorise every loop without -ffast-math, which would break the
+ * handling of infinities and NaN.  Relative error: a few ulp in float32 and float64.
+ *
+ * Arrays arrive through the buffer protocol; no NumPy headers are needed to build.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define CLONES
+#endif
+#define INLINE static inline __attribute__((always_inline))
+
+#define BLOCK 64             /* columns per block on a non-last axis */
+#define PARALLEL_MIN 32768   /* fewer elements than this: one thread is faster */
+#define SHORT 16             /* rows this short take the transposed path */
+#define CHUNK 1024           /* rows per task on that path */
+
+enum { OP_SOFTMAX = 0, OP_LOG_SOFTMAX = 1, OP_LOGSUMEXP = 2 };
+
+/* ---- exp ---------------------------------------------------------------------------- */
+
+INLINE float exp_f(float x) {
+    /* Clamped so that 2^k below fits two normal factors; NaN passes the comparisons. */
+    x = x < -104.0f ? -104.0f : x;
+    x = x > 89.0f ? 89.0f : x;
+    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float t = x * 1.44269504088896341f + magic;
+    float kf = t - magic;
+    int32_t ti;
+    memcpy(&ti, &t, 4);
+    int32_t k = ti - 0x4B400000; /* the bits of magic */
+    float r = x - kf * 0.693359375f;
+    r = r - kf * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t k1 = k >> 1, k2 = k - k1;
+    int32_t b1 = (k1 + 127) << 23, b2 = (k2 + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, 4);
+    memcpy(&s2, &b2, 4);
+    return p * s1 * s2;
+}
+
+INLINE double exp_d(double x) {
+    x = x < -746.0 ? -746.0 : x;
+    x = x > 710.0 ? 710.0 : x;
+    const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
+    double t = x * 1.4426950408889634074 + magic;
+    double kf = t - magic;
+    int64_t ti;
+    memcpy(&ti, &t, 8);
+    int64_t k = ti - INT64_C(0x4338000000000000);
+    double r = x - kf * 6.93147180369123816490e-01;
+    r = r - kf * 1.90821492927058770002e-10;
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    int64_t k1 = k >> 1, k2 = k - k1;
+    int64_t b1 = (k1 + 1023) << 52, b2 = (k2 + 1023) << 52;
+    double s1, s2;
+    memcpy(&s1, &b1, 8);
+    memcpy(&s2, &b2, 8);
+    return p * s1 * s2;
+}
+
+/* ---- the kernels, once per dtype ------------------------------------------------------ */
+
+#define DEFINE_KERNELS(T, SUF, EXP)                                                          \
+                                                                                             \
+    INLINE T max_##SUF(const T *x, Py_ssize_t n) {                                           \
+        T m = -INFINITY;                                                                     \
+        _Pragma("omp simd reduction(max : m)")                                               \
+        for (Py_ssize_t j = 0; j < n; j++) m = x[j] > m ? x[j] : m;                          \
+        return m;                                                                            \
+    }                                                                                        \
+    /* A slice whose max (NaN ignored) is not finite, or that holds NaN: scalar, rare. */   \
+    static void special_##SUF(const T *x, Py_ssize_t n, Py_ssize_t stride, T *out, T m,      \
+                              int op) {                                                      \
+        int nan = 0;                                                                         \
+        Py_ssize_t count = 0;                                                                \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                 \
+            T v = x[j * stride];                                                             \
+            nan |= v != v;                                                                   \
+            count += v == INFINITY;                                                          \
+        }                                                                                    \
+        if (op == OP_LOGSUMEXP) {                                                            \
+            out[0] = nan ? (T)NAN : m;                                                       \
+            return;                                                                          \
+        }                                                                                    \
+        T share = op == OP_SOFTMAX ? (T)1 / (T)count : -(T)log((double)count);               \
+        T other = op == OP_SOFTMAX ? (T)0 : (T)-INFINITY;                                    \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                 \
+            T v = x[j * stride];                                                             \
+            out[j * stride] = nan ? (T)NAN : (m == INFINITY && v == INFINITY ? share : other); \
+        }                                                                                    \
+    }                                                                                        \
+                                                                                             \
+    /* One contiguous row.  For OP_LOGSUMEXP, out is the single result. */                  \
+    INLINE void row_##SUF(const T *x, T *out, Py_ssize_t n, T t, int op) {                   \
+        T m = max_##SUF(x, n);                                                               \
+        if (!(m > -INFINITY && m < INFINITY)) {                                              \
+            special_##SUF(x, n, 1, out, m, op);                                              \
+            return;                                                                          \
+        }                                                                                    \
+        /* "omp simd reduction" lets the sums be reassociated into vector lanes (a strict    \
+           left-to-right sum would not vectorise).  Hand-written lane arrays with a select   \
+           inside were miscompiled by GCC 12 at -O3 (a masked lane dropped another lane). */ \
+        double s = 0, top = 0;                                                               \
+        if (op == OP_SOFTMAX) {                                                              \
+            if (t == 1) {                                                                    \
+                _Pragma("omp simd reduction(+ : s)")                                         \
+                for (Py_ssize_t j = 0; j < n; j++) {                                         \
+                    T e = EXP(x[j] - m);                                                     \
+                    out[j] = e;                                                              \
+                    s += e;                                                                  \
+                }                                                                            \
+            } else {                                                                         \
+                _Pragma("omp simd reduction(+ : s)")                                         \
+                for (Py_ssize_t j = 0; j < n; j++) {                                         \
+                    T e = EXP((x[j] - m) / t);                                               \
+                    out[j] = e;                                                              \
+                    s += e;                                                                  \
+                }                                                                            \
+            }                                                                                \
+            T d = (T)(1 / s); /* a multiply per entry: a divide would cost more than memory */ \
+            _Pragma("omp simd")                                                              \
+            for (Py_ssize_t j = 0; j < n; j++) out[j] = out[j] * d;                          \
+            return;                                                                          \
+        }                                                                                    \
+        /* r = sum(exp(z)) - 1 without forming the sum: the z == 0 terms count 1 each. */    \
+        if (op == OP_LOG_SOFTMAX) {                                                          \
+            _Pragma("omp simd reduction(+ : s, top)")                                        \
+            for (Py_ssize_t j = 0; j < n; j++) {                                             \
+                T z = (x[j] - m) / t;                                                        \
+                out[j] = z;                                                                  \
+                T e = EXP(z);                                                                \
+                s += z == 0 ? (T)0 : e;                                                      \
+                top += z == 0 ? (T)1 : (T)0;                                                 \
+            }                                                                                \
+        } else {                                                                             \
+            _Pragma("omp simd reduction(+ : s, top)")                                        \
+            for (Py_ssize_t j = 0; j < n; j++) {                                             \
+                T z = x[j] - m;                                                              \
+                T e = EXP(z);                                                                \
+                s += z == 0 ? (T)0 : e;                                                      \
+                top += z == 0 ? (T)1 : (T)0;                                                 \
+            }                                                                                \
+        }                                                                                    \
+        double r = s + (top - 1);                                                            \
+        if (op == OP_LOGSUMEXP) {                                                            \
+            out[0] = (T)(log1p(r) + (double)m);                                              \
+            return;                                                                          \
+        }                                                                                    \
+        T L = (T)log1p(r);                                                                   \
+        _Pragma("omp simd")                                                                  \
+        for (Py_ssize_t j = 0; j < n; j++) out[j] = out[j] - L;                              \
+    }                                                                                        \
+    /* Columns c0 .. c0+w of one (n, inner) slab, reduced over n. */                        \
+    INLINE void block_##SUF(const T *x, T *out, Py_ssize_t n, Py_ssize_t inner, int w, T t,  \
+                            int op) {                                                        \
+        T m[BLOCK], shift[BLOCK];                                                            \
+        double s[BLOCK];                                                                     \
+        double top[BLOCK];                                                                   \
+        for (int c = 0; c < w; c++) {                                                        \
+            m[c] = -INFINITY;                                                                \
+            s[c] = 0;                                                                        \
+            top[c] = 0;                                                                      \
+        }                                                                                    \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                 \
+            const T *xj = x + j * inner;                                                     \
+            for (int c = 0; c < w; c++) m[c] = xj[c] > m[c] ? xj[c] : m[c];                  \
+        }                                                                                    \
+        int special = 0;                                                                     \
+        for (int c = 0; c < w; c++) {                                                        \
+            int finite = m[c] > -INFINITY && m[c] < INFINITY;                                \
+            special |= !finite;                                                              \
+            shift[c] = finite ? m[c] : (T)0;                                                 \
+        }                                                                                    \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                 \
+            const T *xj = x + j * inner;                                                     \
+            T *oj = out + (op == OP_LOGSUMEXP ? 0 : j * inner);                              \
+            if (op == OP_SOFTMAX) {                                                          \
+                for (int c = 0; c < w; c++) {                                                \
+                    T e = EXP((xj[c] - shift[c]) / t);                                       \
+                    oj[c] = e;                                                               \
+                    s[c] += e;                                                               \
+                }                                                                            \
+            } else {                                                                         \
+                for (int c = 0; c < w; c++) {                                                \
+                    T z = (xj[c] - shift[c]) / t;                                            \
+                    if (op == OP_LOG_SOFTMAX) oj[c] = z;                                     \
+                    T e = EXP(z);                                                            \
+                    s[c] += z == 0 ? (T)0 : e;                                               \
+                    top[c] += z == 0;                                                        \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+        if (op == OP_SOFTMAX) {                                                              \
+            T d[BLOCK];                                                                      \
+            for (int c = 0; c < w; c++) d[c] = (T)(1 / s[c]);                                \
+            for (Py_ssize_t j = 0; j < n; j++) {                                             \
+                T *oj = out + j * inner;                                                     \
+                for (int c = 0; c < w; c++) oj[c] = oj[c] * d[c];                            \
+            }                                                                                \
+        } else {                                                                             \
+            T L[BLOCK];                                                                      \
+            for (int c = 0; c < w; c++) L[c] = (T)log1p(s[c] + (top[c] - 1));                  \
+            if (op == OP_LOG_SOFTMAX) {                                                      \
+                for (Py_ssize_t j = 0; j < n; j++) {                                         \
+                    T *oj = out + j * inner;                                                 \
+                    for (int c = 0; c < w; c++) oj[c] = oj[c] - L[c];                        \
+                }                                                                            \
+            } else {                                                                         \
+                for (int c = 0; c < w; c++) out[c] = (T)((double)L[c] + (double)m[c]);       \
+            }                                                                                \
+        }                                                                                    \
+        if (special)                                                                         \
+            for (int c = 0; c < w; c++)                                                      \
+                if (!(m[c] > -INFINITY && m[c] < INFINITY))                                  \
+                    special_##SUF(x + c, n, inner, out + c, m[c], op);                       \
+    }                                                                                        \
+                                                                                             \
+    /* Short rows (n <= SHORT): BLOCK rows at a time are transposed into a small (n, BLOCK)  \
+       tile, so that the vector lanes run across rows instead of along a few entries. */     \
+    INLINE void short_forward_##SUF(const T *x, T *out, Py_ssize_t rows, Py_ssize_t n, T t,  \
+                                    int op) {                                                \
+        T tin[SHORT * BLOCK], tout[SHORT * BLOCK];                                           \
+        Py_ssize_t out_n = op == OP_LOGSUMEXP ? 1 : n;                                       \
+        for (Py_ssize_t r0 = 0; r0 < rows; r0 += BLOCK) {                                    \
+            int w = (int)(rows - r0 < BLOCK ? rows - r0 : BLOCK);                            \
+            for (int c = 0; c < w; c++)                                                      \
+                for (Py_ssize_t j = 0; j < n; j++) tin[j * BLOCK + c] = x[(r0 + c) * n + j]; \
+            block_##SUF(tin, tout, n, BLOCK, w, t, op);                                      \
+            for (int c = 0; c < w; c++)                                                      \
+                for (Py_ssize_t j = 0; j < out_n; j++)                                       \
+                    out[(r0 + c) * out_n + j] = tout[j * BLOCK + c];                         \
+        }                                                                                    \
+    }                                                                                        \
+                                                                                             \
+    CLONES static void forward_##SUF(const T *x, T *out, Py_ssize_t outer, Py_ssize_t n,    \
+                                     Py_ssize_t inner, T t, int op) {                        \
+        Py_ssize_t out_n = op == OP_LOGSUMEXP ? 1 : n;                                       \
+        int parallel = outer * n * inner >= PARALLEL_MIN;                                    \
+        if (inner == 1 && n <= SHORT) {                                                      \
+            Py_ssize_t chunks = (outer + CHUNK - 1) / CHUNK;                                 \
+            _Pragma("omp parallel for schedule(static) if(parallel)")                        \
+            for (Py_ssize_t k = 0; k < chunks; k++) {                                        \
+                Py_ssize_t r0 = k * CHUNK, rows = outer - r0 < CHUNK ? outer - r0 : CHUNK;   \
+                short_forward_##SUF(x + r0 * n, out + r0 * out_n, rows, n, t, op);           \
+            }                                                                                \
+            return;                                                                          \
+        }                                                                                    \
+        if (inner == 1) {                                                                    \
+            _Pragma("omp parallel for schedule(static) if(parallel)")                        \
+            for (Py_ssize_t i = 0; i < outer; i++)                                           \
+                row_##SUF(x + i * n, out + i * out_n, n, t, op);                             \
+            return;                                                                          \
+        }                                                                                    \
+        Py_ssize_t blocks = (inner + BLOCK - 1) / BLOCK;                                     \
+        _Pragma("omp parallel for schedule(static) if(parallel)")                            \
+        for (Py_ssize_t ib = 0; ib < outer * blocks; ib++) {                                 \
+            Py_ssize_t i = ib / blocks, c0 = (ib % blocks) * BLOCK;                          \
+            int w = (int)(inner - c0 < BLOCK ? inner - c0 : BLOCK);                          \
+            block_##SUF(x + i * n * inner + c0, out + i * out_n * inner + c0, n, inner, w,   \
+                        t, op);                                                              \
+        }                                                                                    \
+    }                                                                                        \
+                                                                                             \
+    /* Columns c0 .. c0+w of one (n, inner) slab of the backward products. */                \
+    INLINE void bblock_##SUF(const T *gi, const T *yi, T *di, Py_ssize_t n, Py_ssize_t inner,\
+                             int w, int log) {                                               \
+        double acc[BLOCK];                                                                   \
+        T a[BLOCK];                                                                          \
+        for (int c = 0; c < w; c++) acc[c] = 0;                                              \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                 \
+            const T *gj = gi + j * inner, *yj = yi + j * inner;                              \
+            if (log)                                                                         \
+                for (int c = 0; c < w; c++) acc[c] += yj[c] == -INFINITY ? (T)0 : gj[c];     \
+            else                                                                             \
+                for (int c = 0; c < w; c++) acc[c] += yj[c] == 0 ? (T)0 : gj[c] * yj[c];     \
+        }                                                                                    \
+        for (int c = 0; c < w; c++) a[c] = (T)acc[c];                                        \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                 \
+            const T *gj = gi + j * inner, *yj = yi + j * inner;                              \
+            T *dj = di + j * inner;                                                          \
+            if (log)                                                                         \
+                for (int c = 0; c < w; c++)                                                  \
+                    dj[c] = (yj[c] == -INFINITY ? (T)0 : gj[c]) - EXP(yj[c]) * a[c];         \
+            else                                                                             \
+                for (int c = 0; c < w; c++) dj[c] = yj[c] * ((yj[c] == 0 ? (T)0 : gj[c]) - a[c]);\
+        }                                                                                    \
+    }                                                                                        \
+                                                                                             \
+    INLINE void short_backward_##SUF(const T *g, const T *y, T *dx, Py_ssize_t rows,         \
+                                     Py_ssize_t n, int log) {                                \
+        T tg[SHORT * BLOCK], ty[SHORT * BLOCK], td[SHORT * BLOCK];                           \
+        for (Py_ssize_t r0 = 0; r0 < rows; r0 += BLOCK) {                                    \
+            int w = (int)(rows - r0 < BLOCK ? rows - r0 : BLOCK);                            \
+            for (int c = 0; c < w; c++)                                                      \
+                for (Py_ssize_t j = 0; j < n; j++) {                                         \
+                    tg[j * BLOCK + c] = g[(r0 + c) * n + j];                                 \
+                    ty[j * BLOCK + c] = y[(r0 + c) * n + j];                                 \
+                }                                                                            \
+            bblock_##SUF(tg, ty, td, n, BLOCK, w, log);                                      \
+            for (int c = 0; c < w; c++)                                                      \
+                for (Py_ssize_t j = 0; j < n; j++) dx[(r0 + c) * n + j] = td[j * BLOCK + c]; \
+        }                                                                                    \
+    }                                                                                        \
+                                                                                             \
+    /* softmax: dx = p (g' - sum(g' p)); log_softmax: dx = g' - exp(y) sum(g'), where g'     \
+       is g with the entries that do not depend on x (p == 0, y == -inf) set to 0. */        \
+    CLONES static void backward_##SUF(const T *g, const T *y, T *dx, Py_ssize_t outer,       \
+                                      Py_ssize_t n, Py_ssize_t inner, int log) {             \
+        int parallel = outer * n * inner >= PARALLEL_MIN;                                    \
+        if (inner == 1 && n <= SHORT) {                                                      \
+            Py_ssize_t chunks = (outer + CHUNK - 1) / CHUNK;                                 \
+            _Pragma("omp parallel for schedule(static) if(parallel)")                        \
+            for (Py_ssize_t k = 0; k < chunks; k++) {                                        \
+                Py_ssize_t r0 = k * CHUNK, rows = outer - r0 < CHUNK ? outer - r0 : CHUNK;   \
+                short_backward_##SUF(g + r0 * n, y + r0 * n, dx + r0 * n, rows, n, log);     \
+            }                                                                                \
+            return;                                                                          \
+        }                                                                                    \
+        if (inner == 1) {                                                                    \
+            _Pragma("omp parallel for schedule(static) if(parallel)")                        \
+            for (Py_ssize_t i = 0; i < outer; i++) {                                         \
+                const T *gi = g + i * n, *yi = y + i * n;                                    \
+                T *di = dx + i * n;                                                          \
+                double acc = 0;                                                              \
+                if (log) {                                                                   \
+                    _Pragma("omp simd reduction(+ : acc)")                                   \
+                    for (Py_ssize_t j = 0; j < n; j++) acc += yi[j] == -INFINITY ? (T)0 : gi[j];\
+                } else {                                                                     \
+                    _Pragma("omp simd reduction(+ : acc)")                                   \
+                    for (Py_ssize_t j = 0; j < n; j++) acc += yi[j] == 0 ? (T)0 : gi[j] * yi[j];\
+                }                                                                            \
+                T a = (T)acc;                                                                \
+                if (log) {                                                                   \
+                    _Pragma("omp simd")                                                      \
+                    for (Py_ssize_t j = 0; j < n; j++)                                       \
+                        di[j] = (yi[j] == -INFINITY ? (T)0 : gi[j]) - EXP(yi[j]) * a;        \
+                } else {                                                                     \
+                    _Pragma("omp simd")                                                      \
+                    for (Py_ssize_t j = 0; j < n; j++)                                       \
+                        di[j] = yi[j] * ((yi[j] == 0 ? (T)0 : gi[j]) - a);                   \
+                }                                                                            \
+            }                                                                                \
+            return;                                                                          \
+        }                                                                                    \
+        Py_ssize_t blocks = (inner + BLOCK - 1) / BLOCK;                                     \
+        _Pragma("omp parallel for schedule(static) if(parallel)")                            \
+        for (Py_ssize_t ib = 0; ib < outer * blocks; ib++) {                                 \
+            Py_ssize_t i = ib / blocks, c0 = (ib % blocks) * BLOCK;                          \
+            int w = (int)(inner - c0 < BLOCK ? inner - c0 : BLOCK);                          \
+            bblock_##SUF(g + i * n * inner + c0, y + i * n * inner + c0, dx + i * n * inner + c0,\
+                         n, inner, w, log);                                                  \
+        }                                                                                    \
+    }                                                                                        \
+
+DEFINE_KERNELS(float, f, exp_f)
+DEFINE_KERNELS(double, d, exp_d)
+
+/* ---- Python bindings ------------------------------------------------------------------ */
+
+static int check(Py_buffer *b, const char *name, Py_ssize_t count, Py_ssize_t itemsize) {
+    if (b->len != count * itemsize || b->itemsize != itemsize) {
+        PyErr_Format(PyExc_ValueError, "`%s` holds %zd bytes; the kernel expected %zd", name,
+                     b->len, count * itemsize);
+        return 0;
+    }
+    return 1;
+}
+
+/* forward(x, out, outer, n, inner, temperature, op, double) */
+static PyObject *py_forward(PyObject *self, PyObject *args) {
+    Py_buffer x, out;
+    Py_ssize_t outer, n, inner;
+    double t;
+    int op, dbl;
+    if (!PyArg_ParseTuple(args, "y*w*nnndii", &x, &out, &outer, &n, &inner, &t, &op, &dbl))
+        return NULL;
+    Py_ssize_t size = dbl ? 8 : 4;
+    Py_ssize_t out_n = op == OP_LOGSUMEXP ? 1 : n;
+    int ok = check(&x, "x", outer * n * inner, size) &&
+             check(&out, "out", outer * out_n * inner, size);
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        if (dbl)
+            forward_d((const double *)x.buf, (double *)out.buf, outer, n, inner, t, op);
+        else
+            forward_f((const float *)x.buf, (float *)out.buf, outer, n, inner, (float)t, op);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&out);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* backward(g, y, dx, outer, n, inner, log, double) */
+static PyObject *py_backward(PyObject *self, PyObject *args) {
+    Py_buffer g, y, dx;
+    Py_ssize_t outer, n, inner;
+    int log, dbl;
+    if (!PyArg_ParseTuple(args, "y*y*w*nnnii", &g, &y, &dx, &outer, &n, &inner, &log, &dbl))
+        return NULL;
+    Py_ssize_t size = dbl ? 8 : 4, count = outer * n * inner;
+    int ok = check(&g, "grad", count, size) && check(&y, "y", count, size) &&
+             check(&dx, "dx", count, size);
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        if (dbl)
+            backward_d((const double *)g.buf, (const double *)y.buf, (double *)dx.buf, outer, n,
+                       inner, log);
+        else
+            backward_f((const float *)g.buf, (const float *)y.buf, (float *)dx.buf, outer, n,
+                       inner, log);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&g);
+    PyBuffer_Release(&y);
+    PyBuffer_Release(&dx);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_set_num_threads(PyObject *self, PyObject *args) {
+    int n;
+    if (!PyArg_ParseTuple(args, "i", &n)) return NULL;
+#ifdef _OPENMP
+    if (n > 0) omp_set_num_threads(n);
+#endif
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_num_threads(PyObject *self, PyObject *args) {
+#ifdef _OPENMP
+    return PyLong_FromLong(omp_get_max_threads());
+#else
+    return PyLong_FromLong(1);
+#endif
+}
+
+static PyMethodDef methods[] = {
+    {"forward", py_forward, METH_VARARGS, "softmax / log_softmax / logsumexp over (outer, n, inner)"},
+    {"backward", py_backward, METH_VARARGS, "softmax_backward / log_softmax_backward"},
+    {"set_num_threads", py_set_num_threads, METH_VARARGS, "threads of later calls"},
+    {"num_threads", py_num_threads, METH_NOARGS, "threads a call may use"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ckernels", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__ckernels(void) { return PyModule_Create(&module); }
