@@ -30,7 +30,7 @@ import numpy as np
 
 from ._backend import as_array, as_result, compute_dtype, namespace, to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
-from ._softmax import log_sigmoid, log_softmax, softmax
+from ._softmax import log_sigmoid, log_softmax
 from .sampling import LogUniformSampler, SampledValues
 
 __all__ = ["nce_loss", "sampled_logits", "sampled_softmax_loss"]
@@ -612,11 +612,12 @@ def sampled_softmax_value_and_grad(
         remove_accidental_hits=remove_accidental_hits,
         subtract_log_q=subtract_log_q,
     )
-    loss = _softmax_loss(np, logits, num_true)
+    logp = log_softmax(logits, axis=-1)
+    loss = -np.sum(logp[:, :num_true], axis=1) / num_true
     batch = logits.shape[0]
     scale = 1.0 / batch if reduction == "mean" else 1.0
-    # A removed hit has p = 0 and t = 0, so its column is exactly 0 here.
-    dz = (softmax(logits, axis=-1) - targets) * scale
+    # A removed hit has p = exp(-inf) = 0 and t = 0, so its column is exactly 0 here.
+    dz = (np.exp(logp) - targets) * scale
     dz_true, dz_sampled = dz[:, :num_true], dz[:, num_true:]
     x = b.inputs
     d_true_w = dz_true[:, :, None] * x[:, None, :]

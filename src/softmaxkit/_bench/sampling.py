@@ -181,7 +181,8 @@ def quality(
         )
         with torch.no_grad():  # every run starts from the same (zero) layer
             layer.weight.zero_()
-        opt = torch.optim.SGD(layer.parameters(), lr=learning_rate / batch)
+        # reduction="sum": `learning_rate` is the step per example
+        opt = torch.optim.SGD(layer.parameters(), lr=learning_rate)
         gen = np.random.default_rng(1)  # the same training batches for every run
         start = time.perf_counter()
         for _ in range(steps):
