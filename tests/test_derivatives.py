@@ -272,3 +272,16 @@ def test_jax_jit_pmf_normalize_skips_value_checks():
     np.testing.assert_allclose(out, [0.25, 0.75])
     with pytest.raises(sk.SoftmaxkitValueError):
         sk.pmf_normalize(jnp.asarray([1.0, -3.0]))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_nan_slice_stays_nan_under_jax_jit(dtype):
+    """Regression: a NaN constant fused into exp made XLA's CPU code return [0, 1, 0, ...]
+    for a float32 NaN slice (at random); NaN must come from arithmetic instead."""
+    x = np.random.default_rng(3).normal(scale=3.0, size=(3, 4, 5))
+    x[2, 3, 1] = np.nan
+    x[1, 2, [0, 3]] = np.inf
+    for fn in (sk.softmax, sk.log_softmax, sk.logsumexp):
+        out = np.asarray(jax.jit(fn)(jnp.asarray(x, dtype=dtype)))
+        assert np.isnan(out[2, 3]).all(), fn.__name__
+        assert not np.isnan(np.delete(out.reshape(12, -1), 11, axis=0)).any(), fn.__name__

@@ -22,7 +22,9 @@ from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 __all__ = [
     "as_array",
     "as_result",
+    "cast",
     "compute_dtype",
+    "fused",
     "is_concrete",
     "is_jax",
     "is_numpy",
@@ -212,6 +214,33 @@ def validate_where(where: Any, x: Array, xp: ModuleType) -> Array | None:
             f"`where` must broadcast to the shape of `x` {shape}; got shape {tuple(where.shape)}"
         )
     return where
+
+
+def cast(xp: ModuleType, x: Array, dtype: Any) -> Array:
+    """``x`` as ``dtype``, without the copy that ``astype`` makes when it already is."""
+    return x if x.dtype == dtype else xp.astype(x, dtype)
+
+
+_JITTED: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def fused(fn: Any, *args: Any, **static: Any) -> Any:
+    """``fn(*args, **static)``, through ``jax.jit`` when the first argument is a JAX array.
+
+    Like ``jax.nn.softmax``: the whole computation compiles into one fused kernel
+    per shape and setting (``static`` are the static arguments), rather than one
+    dispatch and one compilation per operation.  Other libraries call ``fn``
+    directly.  Inside a caller's own ``jit`` the inner one is simply inlined.
+    """
+    if not is_jax(args[0]):
+        return fn(*args, **static)
+    key = (fn, tuple(sorted(static)))
+    jitted = _JITTED.get(key)
+    if jitted is None:
+        import jax
+
+        jitted = _JITTED[key] = jax.jit(fn, static_argnames=key[1])
+    return jitted(*args, **static)
 
 
 def stop_gradient(x: Array) -> Array:

@@ -14,7 +14,16 @@ from typing import Any
 import array_api_compat
 
 from . import _kernels
-from ._backend import as_array, as_result, compute_dtype, is_numpy, namespace, normalize_axis
+from ._backend import (
+    as_array,
+    as_result,
+    cast,
+    compute_dtype,
+    fused,
+    is_numpy,
+    namespace,
+    normalize_axis,
+)
 from ._errors import SoftmaxkitValueError
 
 __all__ = ["log_softmax_backward", "softmax_backward", "softmax_jacobian"]
@@ -35,7 +44,7 @@ def _pair(grad: Array, y: Array, y_name: str, axis: Axis):
         )
     axes = normalize_axis(axis, y.ndim)
     work, out = compute_dtype(xp, xp.result_type(grad.dtype, y.dtype))
-    return xp, xp.astype(grad, work), xp.astype(y, work), axes, out
+    return xp, cast(xp, grad, work), cast(xp, y, work), axes, out
 
 
 def softmax_jacobian(p: Array, /) -> Array:
@@ -69,11 +78,15 @@ def softmax_jacobian(p: Array, /) -> Array:
             f"`p` must have at least one dimension; got shape {tuple(p.shape)}"
         )
     work, out = compute_dtype(xp, p.dtype)
-    p = xp.astype(p, work)
+    return as_result(cast(xp, fused(_jacobian_core, cast(xp, p, work)), out))
+
+
+def _jacobian_core(p: Array) -> Array:
+    xp = namespace(p)
     column = xp.expand_dims(p, axis=-1)
     row = xp.expand_dims(p, axis=-2)
-    eye = xp.eye(p.shape[-1], dtype=work, device=array_api_compat.device(p))
-    return as_result(xp.astype(column * eye - column * row, out))
+    eye = xp.eye(p.shape[-1], dtype=p.dtype, device=array_api_compat.device(p))
+    return column * eye - column * row
 
 
 def softmax_backward(grad: Array, p: Array, /, axis: Axis = -1) -> Array:
@@ -109,12 +122,15 @@ def softmax_backward(grad: Array, p: Array, /, axis: Axis = -1) -> Array:
     xp, g, p, axes, out = _pair(grad, p, "p", axis)
     if is_numpy(p) and _kernels.enabled():
         return _kernels.softmax_backward(g, p, axes, out)
+    return as_result(cast(xp, fused(_softmax_backward_core, g, p, axes=axes), out))
+
+
+def _softmax_backward_core(g: Array, p: Array, *, axes: tuple[int, ...]) -> Array:
+    xp = namespace(g, p)
     # Entries with p == 0 do not depend on x: leave their grad out of the sum, so
     # that an infinite or NaN grad there (a masked position) cannot spread.
-    zero = xp.asarray(0.0, dtype=g.dtype)
-    g = xp.where(p == 0, zero, g)
-    dx = p * (g - xp.sum(g * p, axis=axes, keepdims=True))
-    return as_result(xp.astype(dx, out))
+    g = xp.where(p == 0, xp.asarray(0.0, dtype=g.dtype), g)
+    return p * (g - xp.sum(g * p, axis=axes, keepdims=True))
 
 
 def log_softmax_backward(grad: Array, logp: Array, /, axis: Axis = -1) -> Array:
@@ -141,7 +157,10 @@ def log_softmax_backward(grad: Array, logp: Array, /, axis: Axis = -1) -> Array:
     xp, g, logp, axes, out = _pair(grad, logp, "logp", axis)
     if is_numpy(logp) and _kernels.enabled():
         return _kernels.log_softmax_backward(g, logp, axes, out)
-    constant = logp == -xp.inf
-    g = xp.where(constant, xp.asarray(0.0, dtype=g.dtype), g)
-    dx = g - xp.exp(logp) * xp.sum(g, axis=axes, keepdims=True)
-    return as_result(xp.astype(dx, out))
+    return as_result(cast(xp, fused(_log_softmax_backward_core, g, logp, axes=axes), out))
+
+
+def _log_softmax_backward_core(g: Array, logp: Array, *, axes: tuple[int, ...]) -> Array:
+    xp = namespace(g, logp)
+    g = xp.where(logp == -xp.inf, xp.asarray(0.0, dtype=g.dtype), g)
+    return g - xp.exp(logp) * xp.sum(g, axis=axes, keepdims=True)

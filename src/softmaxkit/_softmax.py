@@ -25,7 +25,9 @@ from . import _kernels
 from ._backend import (
     as_array,
     as_result,
+    cast,
     compute_dtype,
+    fused,
     is_concrete,
     is_numpy,
     is_torch,
@@ -94,8 +96,11 @@ def _shifted(xp: ModuleType, x: Array, axes: tuple[int, ...], temperature: float
     it as a constant gives the exact gradient.  For a slice whose max is
     ``+inf``, ``z`` is 0 at the ``+inf`` entries and ``-inf`` elsewhere, so they
     share the mass equally.  For an all ``-inf`` slice ``z`` is ``-inf``.  For a
-    slice holding NaN, ``z`` is NaN throughout.  When every max is known to be
-    finite (the usual case) those fix-ups, three passes over ``x``, are skipped.
+    slice holding NaN the max is NaN, and so is ``x - max`` throughout: NaN
+    arrives by arithmetic, never as a constant (XLA's CPU compiler, fusing a
+    NaN constant into ``exp``, returned garbage such as ``[0, 1, 0]``).  When
+    every max is known to be finite (the usual case) the fix-ups, three passes
+    over ``x``, are skipped.
     """
     dtype = x.dtype
     m = stop_gradient(xp.max(x, axis=axes, keepdims=True))
@@ -104,13 +109,13 @@ def _shifted(xp: ModuleType, x: Array, axes: tuple[int, ...], temperature: float
     # x - max (or its quotient by T) can fall below the smallest float, e.g.
     # -1e308 - 1e308: -inf is then the correctly rounded value, and exp gives 0.
     with np.errstate(over="ignore"):
-        z = x - (m if finite else xp.where(xp.isfinite(m), m, zero))
-        if temperature != 1.0:
+        z = x - (m if finite else xp.where(xp.isinf(m), zero, m))
+        # Under jax.jit the temperature is traced (one compilation serves every T).
+        if not (isinstance(temperature, float) and temperature == 1.0):
             z = z / temperature
     if not finite:
         neg_inf = xp.asarray(-xp.inf, dtype=dtype)
         z = xp.where(m == xp.inf, xp.where(x == xp.inf, zero, neg_inf), z)
-        z = xp.where(xp.isnan(m), xp.asarray(xp.nan, dtype=dtype), z)
     return z, m
 
 
@@ -119,11 +124,6 @@ def _in_graph(x: Array) -> bool:
     if is_torch(x):
         return bool(x.requires_grad)
     return not is_concrete(x)
-
-
-def _cast(xp: ModuleType, a: Array, dtype: Any) -> Array:
-    # astype copies even to the same dtype: a whole extra pass for nothing.
-    return a if a.dtype == dtype else xp.astype(a, dtype)
 
 
 def _log_sum(xp: ModuleType, z: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
@@ -196,12 +196,17 @@ def softmax(x: Array, /, axis: Axis = -1, *, temperature: float = 1.0, where: An
         return xp.astype(x, prep.out_dtype)
     if is_numpy(x) and _kernels.enabled():
         return _kernels.softmax(x, prep.axes, prep.temperature, prep.out_dtype)
-    z, _ = _shifted(xp, x, prep.axes, prep.temperature)
+    p = fused(_softmax_core, x, prep.temperature, axes=prep.axes)
+    return as_result(cast(xp, p, prep.out_dtype))
+
+
+def _softmax_core(x: Array, temperature: Any, *, axes: tuple[int, ...]) -> Array:
+    xp = namespace(x)
+    z, _ = _shifted(xp, x, axes, temperature)
     e = xp.exp(z)
-    s = xp.sum(e, axis=prep.axes, keepdims=True)
+    s = xp.sum(e, axis=axes, keepdims=True)
     # s == 0 only for an all -inf slice, whose numerators are all 0 too.
-    p = e / xp.where(s == 0, xp.asarray(1.0, dtype=s.dtype), s)
-    return as_result(_cast(xp, p, prep.out_dtype))
+    return e / xp.where(s == 0, xp.asarray(1.0, dtype=s.dtype), s)
 
 
 def log_softmax(
@@ -230,13 +235,19 @@ def log_softmax(
         return xp.astype(x, prep.out_dtype)
     if is_numpy(x) and _kernels.enabled():
         return _kernels.log_softmax(x, prep.axes, prep.temperature, prep.out_dtype)
-    z, _ = _shifted(xp, x, prep.axes, prep.temperature)
-    out = z - _log_sum(xp, z, prep.axes)[0]
+    out = fused(_log_softmax_core, x, prep.temperature, axes=prep.axes)
+    return as_result(cast(xp, out, prep.out_dtype))
+
+
+def _log_softmax_core(x: Array, temperature: Any, *, axes: tuple[int, ...]) -> Array:
+    xp = namespace(x)
+    z, _ = _shifted(xp, x, axes, temperature)
+    out = z - _log_sum(xp, z, axes)[0]
     if _in_graph(x):
         # The -inf entries are constant: cut them from the graph so that their
         # gradient is exactly 0, as log_softmax_backward has it.
         out = xp.where(z == -xp.inf, z, out)
-    return as_result(_cast(xp, out, prep.out_dtype))
+    return out
 
 
 def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: Any = None) -> Array:
@@ -281,13 +292,18 @@ def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: An
     if is_numpy(x) and _kernels.enabled():
         out = _kernels.logsumexp(x, prep.axes, prep.out_dtype)
     else:
-        z, m = _shifted(xp, x, prep.axes, 1.0)
-        shift = xp.where(xp.isfinite(m), m, xp.asarray(0.0, dtype=x.dtype))
-        log_s, empty = _log_sum(xp, z, prep.axes)
-        out = xp.where(empty, xp.asarray(-xp.inf, dtype=x.dtype), log_s + shift)
-        out = xp.where(m == xp.inf, m, out)
-        out = _cast(xp, out, prep.out_dtype)
+        out = cast(xp, fused(_logsumexp_core, x, axes=prep.axes), prep.out_dtype)
     return as_result(out if keepdims else xp.squeeze(out, axis=prep.axes))
+
+
+def _logsumexp_core(x: Array, *, axes: tuple[int, ...]) -> Array:
+    """With the reduced axes kept."""
+    xp = namespace(x)
+    z, m = _shifted(xp, x, axes, 1.0)
+    shift = xp.where(xp.isfinite(m), m, xp.asarray(0.0, dtype=x.dtype))
+    log_s, empty = _log_sum(xp, z, axes)
+    out = xp.where(empty, xp.asarray(-xp.inf, dtype=x.dtype), log_s + shift)
+    return xp.where(m == xp.inf, m, out)
 
 
 def _first_position(mask: Array) -> tuple[int, ...]:
@@ -325,7 +341,7 @@ def pmf_normalize(counts: Array, /, axis: Axis = -1) -> Array:
     xp = namespace(counts)
     axes = normalize_axis(axis, counts.ndim)
     work, out = compute_dtype(xp, counts.dtype)
-    c = _cast(xp, counts, work)
+    c = cast(xp, counts, work)
     if math.prod(c.shape) == 0:
         return as_result(xp.astype(c, out))
     concrete = is_concrete(c)
@@ -353,18 +369,33 @@ def pmf_normalize(counts: Array, /, axis: Axis = -1) -> Array:
         one = xp.asarray(1.0, dtype=work)
         c = c * xp.where(overflow, xp.asarray(2.0**-64, dtype=work), one)
         total = xp.where(overflow, xp.sum(c, axis=axes, keepdims=True), total)
-    return as_result(_cast(xp, c / total, out))
+    return as_result(cast(xp, c / total, out))
 
 
-def _sigmoid_parts(x: Array) -> tuple[ModuleType, Array, Array, Any]:
-    """``(xp, x, e, out_dtype)`` with ``e = exp(-|x|)``, which never overflows."""
+def _elementwise(core: Any, x: Array) -> Array:
+    """``core`` applied to ``x`` in its working dtype, returned in ``x``'s own."""
     x = as_array(x, "x")
     xp = namespace(x)
     work, out = compute_dtype(xp, x.dtype)
-    x = _cast(xp, x, work)
+    return as_result(cast(xp, fused(core, cast(xp, x, work)), out))
+
+
+def _exp_minus_abs(xp: ModuleType, x: Array) -> Array:
+    """``exp(-|x|)``, which never overflows."""
     # where(x >= 0, -x, x) rather than -abs(x): abs has no useful gradient at 0.
-    e = xp.exp(xp.where(x >= 0, -x, x))
-    return xp, x, e, out
+    return xp.exp(xp.where(x >= 0, -x, x))
+
+
+def _sigmoid_core(x: Array) -> Array:
+    xp = namespace(x)
+    e = _exp_minus_abs(xp, x)
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _log_sigmoid_core(x: Array) -> Array:
+    xp = namespace(x)
+    zero = xp.asarray(0.0, dtype=x.dtype)
+    return xp.where(x < 0, x, zero) - xp.log1p(_exp_minus_abs(xp, x))
 
 
 def sigmoid(x: Array, /) -> Array:
@@ -381,9 +412,7 @@ def sigmoid(x: Array, /) -> Array:
     >>> sigmoid(np.array([-1000.0, 0.0, 1000.0]))
     array([0. , 0.5, 1. ])
     """
-    xp, x, e, out = _sigmoid_parts(x)
-    p = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
-    return as_result(_cast(xp, p, out))
+    return _elementwise(_sigmoid_core, x)
 
 
 def log_sigmoid(x: Array, /) -> Array:
@@ -399,6 +428,4 @@ def log_sigmoid(x: Array, /) -> Array:
     >>> log_sigmoid(np.array([-1000.0, 0.0])).tolist()
     [-1000.0, -0.6931]
     """
-    xp, x, e, out = _sigmoid_parts(x)
-    zero = xp.asarray(0.0, dtype=x.dtype)
-    return as_result(_cast(xp, xp.where(x < 0, x, zero) - xp.log1p(e), out))
+    return _elementwise(_log_sigmoid_core, x)
