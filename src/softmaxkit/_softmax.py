@@ -1,7 +1,9 @@
 """The softmax family: softmax, log_softmax, logsumexp, pmf_normalize, sigmoid.
 
 Every function runs on NumPy, PyTorch and JAX arrays through one code path
-(the array-API namespace of its input), and every edge case is decided in one
+(the array-API namespace of its input; on JAX compiled by ``jax.jit`` as one
+computation, like ``jax.nn.softmax``; on NumPy the compiled kernels of
+``_kernels`` take over where enabled), and every edge case is decided in one
 place, :func:`_shifted`:
 
 * the max shift, so that any finite input is safe;
@@ -217,7 +219,10 @@ def log_softmax(
     Takes the same arguments as :func:`softmax`.  Computed as
     ``z - log(sum(exp(z)))`` with ``z = (x - max) / T``, never as
     ``log(softmax(x))``, so that probabilities far below the smallest float
-    keep their exact logarithm.
+    keep their exact logarithm.  The log is taken as ``log1p`` of the terms
+    other than the max's ``exp(0) = 1``, so a log-probability near 0 (one
+    entry dominating) keeps full relative accuracy too, where
+    ``log(sum(...))`` would lose digits.
 
     Entries that are ``-inf`` or masked out give ``-inf`` and receive gradient
     0; an all ``-inf`` or wholly masked slice gives ``-inf`` throughout.
@@ -270,9 +275,11 @@ def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: An
 
     Notes
     -----
-    ``logsumexp(x) = m + log(sum(exp(x - m)))`` with ``m = max(x)``.  Its
-    gradient is ``softmax(x)``.  An empty, all ``-inf`` or wholly masked slice
-    gives ``-inf``; a slice holding ``+inf`` gives ``+inf``; NaN gives NaN.
+    ``logsumexp(x) = m + log(sum(exp(x - m)))`` with ``m = max(x)``, the log
+    taken as ``log1p`` of the terms other than the max's (as in
+    :func:`log_softmax`).  Its gradient is ``softmax(x)``.  An empty, all
+    ``-inf`` or wholly masked slice gives ``-inf``; a slice holding ``+inf``
+    gives ``+inf``; NaN gives NaN.
 
     Examples
     --------
