@@ -280,7 +280,8 @@ def run(*, quick: bool = False, repeat: int | None = None) -> dict[str, Any]:
             f"D={q_args['dim']}, {q_args['steps']} SGD steps of batch {q_args['batch']}, "
             f"num_sampled={q_args['num_sampled']}; top-1 with the full softmax on "
             f"{q_args['test_size']} held-out examples):",
-            f"  full softmax {full:.2f}%, sampled log-uniform {lu:.2f}% ({lu - full:+.2f} pt), "
+            f"  full softmax {full:.2f}%, sampled log-uniform {lu:.2f}% ({lu - full:+.2f} pt, "
+            f"{'within' if abs(lu - full) <= 2 else 'NOT within'} 2 pt), "
             f"sampled uniform {uni:.2f}% ({uni - full:+.2f} pt)",
         ]
     notes = [
