@@ -307,3 +307,31 @@ def test_label_the_sampler_never_draws_is_refused_with_subtract_log_q():
     counts[y[0]] = 0
     with pytest.raises(SoftmaxkitValueError, match=r"`subtract_log_q` needs positive expected"):
         sampled_softmax_loss(w, b, y, x, num_sampled=3, sampler=UnigramSampler(counts), rng=0)
+
+
+def test_jax_gradient_matches_torch_autograd():
+    import jax
+    import jax.numpy as jnp
+
+    w, b, y, x = problem(19, num_true=2)
+    values = LogUniformSampler(V).sample(6, true_classes=y, rng=19)
+    kwargs = {"num_true": 2, "sampled_values": values, "reduction": "sum"}
+
+    def jax_loss(w_, x_):
+        return sampled_softmax_loss(w_, jnp.asarray(b), jnp.asarray(y), x_, **kwargs)
+
+    g_w, g_x = jax.grad(jax_loss, argnums=(0, 1))(jnp.asarray(w), jnp.asarray(x))
+    wt, xt = torch.tensor(w, requires_grad=True), torch.tensor(x, requires_grad=True)
+    sampled_softmax_loss(wt, torch.tensor(b), torch.tensor(y), xt, **kwargs).backward()
+    np.testing.assert_allclose(np.asarray(g_w), wt.grad.numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(np.asarray(g_x), xt.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_labels_of_shape_b_and_b_by_1_agree():
+    w, b, y, x = problem(20)
+    values = LogUniformSampler(V).sample(5, true_classes=y, rng=20)
+    for loss_fn in (sampled_softmax_loss, nce_loss):
+        np.testing.assert_array_equal(
+            loss_fn(w, b, y, x, sampled_values=values),
+            loss_fn(w, b, y[:, None], x, sampled_values=values),
+        )
