@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import array_api_compat
 import numpy as np
 
+from . import _kernels
 from ._backend import (
     _broadcast_shape,
     as_array,
@@ -516,6 +517,21 @@ def cross_entropy_grad(
     >>> round(float(loss), 4), dlogits.round(4).tolist()
     (0.417, [[-0.341, 0.2424, 0.0986]])
     """
+    # The fused kernel (2-D NumPy logits, class indices) runs before _plan, which
+    # would build the one-hot targets; it returns None for every other case.
+    fused = _kernels.cross_entropy_grad(
+        logits,
+        target,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+    )
+    if fused is not None:
+        return fused
     plan = _plan(
         logits,
         target,
@@ -528,8 +544,6 @@ def cross_entropy_grad(
         z_loss=z_loss,
         softcap=softcap,
     )
-    # A compiled NumPy path for `plan.plain` (class indices, no weight, no
-    # smoothing, no z_loss, no softcap) belongs here, before the portable one.
     return _cross_entropy_grad_portable(plan)
 
 

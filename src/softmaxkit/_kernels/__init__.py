@@ -30,6 +30,7 @@ import numpy as np
 
 __all__ = [
     "available",
+    "cross_entropy_grad",
     "describe",
     "enabled",
     "log_softmax",
@@ -194,3 +195,91 @@ def softmax_backward(g: np.ndarray, p: np.ndarray, axes: Axes, out_dtype: Any) -
 
 def log_softmax_backward(g: np.ndarray, logp: np.ndarray, axes: Axes, out_dtype: Any) -> np.ndarray:
     return _backward(g, logp, axes, out_dtype, True)
+
+
+def cross_entropy_grad(
+    logits: Any,
+    target: Any,
+    *,
+    axis: Any,
+    weight: Any,
+    ignore_index: Any,
+    reduction: Any,
+    label_smoothing: Any,
+    z_loss: Any,
+    softcap: Any,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The fused kernel for ``_losses.cross_entropy_grad``, or None where it does not apply.
+
+    Serves 2-D float32/float64 NumPy logits with the classes on the last axis and
+    integer class indices, with or without ``weight``, ``ignore_index`` and
+    ``label_smoothing``, any reduction; ``z_loss`` and ``softcap`` take the portable
+    path.  Runs the same argument checks as the portable path, with the same
+    messages, before any work; a row whose max is not finite (``+inf``, all
+    ``-inf``, NaN) sends the whole call back to the portable path, which decides
+    those cases.
+    """
+    if not (
+        enabled()
+        and type(logits) is np.ndarray
+        and logits.ndim == 2
+        and logits.dtype in (np.float32, np.float64)
+        and isinstance(target, np.ndarray)
+        and target.dtype.kind in "iu"
+        and (weight is None or isinstance(weight, np.ndarray))
+        and softcap is None
+        and not z_loss
+    ):
+        return None
+    from .._losses import (
+        _check_axis,
+        _check_ignore_index,
+        _check_indices,
+        _check_number,
+        _check_reduction,
+    )
+
+    if _check_axis(axis, logits.ndim) != 1:
+        return None
+    reduction = _check_reduction(reduction)
+    ignore = _check_ignore_index(ignore_index)
+    eps = _check_number(label_smoothing, "label_smoothing", 0.0, 1.0, open_low=False)
+    n, c = logits.shape
+    if target.shape != (n,):
+        return None  # the portable path words the error
+    _check_indices(target, c, ignore)
+    work = logits.dtype
+    w = None
+    if weight is not None:
+        if weight.shape != (c,):
+            return None
+        w = np.ascontiguousarray(weight, dtype=work)
+    t = np.ascontiguousarray(target, dtype=np.int64)
+    kept = t != ignore
+    if w is None:
+        denominator = float(np.count_nonzero(kept))
+        sum_w = float(c)
+    else:
+        denominator = float(np.sum(w[t[kept]], dtype=np.float64))
+        sum_w = float(np.sum(w, dtype=np.float64))
+    scale = 1.0
+    if reduction == "mean":
+        # torch's gradient of a NaN mean (nothing kept, or weights summing to 0) is 0
+        scale = 1.0 / denominator if denominator != 0 else 0.0
+    x = np.ascontiguousarray(logits)
+    dx = np.empty_like(x)
+    rows = np.empty(n, dtype=np.float64)
+    special = _compiled().cross_entropy(
+        x, t, w, dx, rows, n, c, ignore, eps, sum_w, scale, work == np.float64
+    )
+    if special:
+        return None
+    if reduction == "none":
+        loss = rows.astype(work)
+    elif reduction == "sum":
+        loss = np.asarray(rows.sum(), dtype=work)
+    elif denominator == 0:
+        loss = np.asarray(np.nan, dtype=work)
+    else:
+        loss = np.asarray(rows.sum() / denominator, dtype=work)
+    return loss, dx

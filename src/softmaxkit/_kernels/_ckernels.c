@@ -395,6 +395,70 @@ INLINE double exp_d(double x) {
                          n, inner, w, log);                                                  \
         }                                                                                    \
     }                                                                                        \
+    /* Cross-entropy of class indices and its gradient, fused: per row, the max pass reads   \
+       x, the exp pass writes exp(x - m) into dx (in cache), the last pass turns it into     \
+       (sum(q) p - q) * scale.  q[c] = w[c] ((1 - eps) [c == t] + eps / C), as in _losses.   \
+       A row whose max is not finite is left for the portable path: the count is returned. */\
+    CLONES static Py_ssize_t ce_##SUF(const T *x, const int64_t *tg, const T *wt, T *dx,     \
+                                      double *loss, Py_ssize_t N, Py_ssize_t C,              \
+                                      int64_t ignore, double eps, double sum_w, double scale) {\
+        Py_ssize_t special = 0;                                                              \
+        int parallel = N * C >= PARALLEL_MIN;                                                \
+        double u = eps / (double)C;                                                          \
+        _Pragma("omp parallel for schedule(static) reduction(+ : special) if(parallel)")     \
+        for (Py_ssize_t i = 0; i < N; i++) {                                                 \
+            const T *xi = x + i * C;                                                         \
+            T *di = dx + i * C;                                                              \
+            int64_t t = tg[i];                                                               \
+            if (t == ignore) {                                                               \
+                for (Py_ssize_t c = 0; c < C; c++) di[c] = 0;                                \
+                loss[i] = 0;                                                                 \
+                continue;                                                                    \
+            }                                                                                \
+            T m = max_##SUF(xi, C);                                                          \
+            if (!(m > -INFINITY && m < INFINITY)) {                                          \
+                special++;                                                                   \
+                continue;                                                                    \
+            }                                                                                \
+            double s = 0, top = 0;                                                           \
+            _Pragma("omp simd reduction(+ : s, top)")                                        \
+            for (Py_ssize_t c = 0; c < C; c++) {                                             \
+                T z = xi[c] - m;                                                             \
+                T e = EXP(z);                                                                \
+                di[c] = e;                                                                   \
+                s += z == 0 ? (T)0 : e;                                                      \
+                top += z == 0 ? (T)1 : (T)0;                                                 \
+            }                                                                                \
+            /* log(sum) as log1p of the non-max terms: exact for a confident row */          \
+            double lrel = log1p(s + (top - 1)), total = s + top;                             \
+            double w_t = wt ? (double)wt[t] : 1.0;                                           \
+            double main = w_t == 0 ? 0 : w_t * ((double)m - (double)xi[t] + lrel);           \
+            double row = (1 - eps) * main, qsum = (1 - eps) * w_t + u * sum_w;               \
+            if (eps != 0) {                                                                  \
+                double acc = 0;                                                              \
+                if (wt) {                                                                    \
+                    _Pragma("omp simd reduction(+ : acc)")                                   \
+                    for (Py_ssize_t c = 0; c < C; c++)                                       \
+                        acc += wt[c] == 0 ? 0.0 : (double)wt[c] * ((double)m - (double)xi[c] + lrel);\
+                } else {                                                                     \
+                    _Pragma("omp simd reduction(+ : acc)")                                   \
+                    for (Py_ssize_t c = 0; c < C; c++) acc += (double)m - (double)xi[c] + lrel;\
+                }                                                                            \
+                row += u * acc;                                                              \
+            }                                                                                \
+            loss[i] = row;                                                                   \
+            T a = (T)(qsum * scale / total), b = (T)(u * scale);                             \
+            if (eps != 0 && wt) {                                                            \
+                _Pragma("omp simd")                                                          \
+                for (Py_ssize_t c = 0; c < C; c++) di[c] = a * di[c] - b * wt[c];            \
+            } else {                                                                         \
+                _Pragma("omp simd")                                                          \
+                for (Py_ssize_t c = 0; c < C; c++) di[c] = a * di[c] - b;                    \
+            }                                                                                \
+            di[t] -= (T)((1 - eps) * w_t * scale);                                           \
+        }                                                                                    \
+        return special;                                                                      \
+    }                                                                                        \
 
 DEFINE_KERNELS(float, f, exp_f)
 DEFINE_KERNELS(double, d, exp_d)
@@ -463,6 +527,45 @@ static PyObject *py_backward(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* cross_entropy(x, target, weight or None, dx, loss, N, C, ignore, eps, sum_w, scale, double) */
+static PyObject *py_cross_entropy(PyObject *self, PyObject *args) {
+    Py_buffer x, tg, dx, loss, w = {0};
+    PyObject *weight;
+    Py_ssize_t N, C;
+    long long ignore;
+    double eps, sum_w, scale;
+    int dbl;
+    if (!PyArg_ParseTuple(args, "y*y*Ow*w*nnLdddi", &x, &tg, &weight, &dx, &loss, &N, &C,
+                          &ignore, &eps, &sum_w, &scale, &dbl))
+        return NULL;
+    Py_ssize_t size = dbl ? 8 : 4, special = 0;
+    int has_w = weight != Py_None;
+    int ok = !has_w || PyObject_GetBuffer(weight, &w, PyBUF_SIMPLE) == 0;
+    if (!ok) has_w = 0;
+    ok = ok && check(&x, "x", N * C, size) && check(&dx, "dx", N * C, size) &&
+         check(&tg, "target", N, 8) && check(&loss, "loss", N, 8) &&
+         (!has_w || check(&w, "weight", C, size));
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        if (dbl)
+            special = ce_d((const double *)x.buf, (const int64_t *)tg.buf,
+                           has_w ? (const double *)w.buf : NULL, (double *)dx.buf,
+                           (double *)loss.buf, N, C, (int64_t)ignore, eps, sum_w, scale);
+        else
+            special = ce_f((const float *)x.buf, (const int64_t *)tg.buf,
+                           has_w ? (const float *)w.buf : NULL, (float *)dx.buf,
+                           (double *)loss.buf, N, C, (int64_t)ignore, eps, sum_w, scale);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&tg);
+    PyBuffer_Release(&dx);
+    PyBuffer_Release(&loss);
+    if (has_w) PyBuffer_Release(&w);
+    if (!ok) return NULL;
+    return PyLong_FromSsize_t(special);
+}
+
 static PyObject *py_set_num_threads(PyObject *self, PyObject *args) {
     int n;
     if (!PyArg_ParseTuple(args, "i", &n)) return NULL;
@@ -483,6 +586,7 @@ static PyObject *py_num_threads(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"forward", py_forward, METH_VARARGS, "softmax / log_softmax / logsumexp over (outer, n, inner)"},
     {"backward", py_backward, METH_VARARGS, "softmax_backward / log_softmax_backward"},
+    {"cross_entropy", py_cross_entropy, METH_VARARGS, "fused cross-entropy rows and gradient"},
     {"set_num_threads", py_set_num_threads, METH_VARARGS, "threads of later calls"},
     {"num_threads", py_num_threads, METH_NOARGS, "threads a call may use"},
     {NULL, NULL, 0, NULL},
