@@ -378,7 +378,7 @@ def _check_targets_global(
 # --------------------------------------------------------------------------------------
 # The numerics, with the core's edge rules (see softmaxkit.log_softmax):
 # +inf entries share the mass equally, an all -inf row gives probability 0 and
-# log-probability -inf with gradient 0, NaN stays in its row (with gradient 0).
+# log-probability -inf with gradient 0, NaN stays in its row (gradient too).
 
 
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -416,8 +416,16 @@ def _log_sum(total_rest: Tensor, top_count: Tensor) -> Tensor:
 
 
 def _regular_rows(m: Tensor, log_s: Tensor) -> Tensor:
-    """Rows that carry gradient: not NaN, max not ``+inf`` (the core's constants)."""
+    """Rows whose gradient is computed: no NaN, max not ``+inf``.
+
+    A row whose max is ``+inf`` is a constant (gradient 0, as in the core); a
+    row holding NaN gets NaN gradient, so that NaN stays in its row.
+    """
     return torch.isfinite(log_s) & (m != _INF)
+
+
+def _nan_rows_to_nan(dx: Tensor, nan_rows: Tensor) -> Tensor:
+    return torch.where(nan_rows[:, None], math.nan, dx)
 
 
 def _global_max(x: Tensor, grp: _Group) -> Tensor:
@@ -459,14 +467,14 @@ class _VocabParallelLogSoftmax(torch.autograd.Function):
             s = rest + top
             y = torch.exp(z) / torch.where(s == 0, torch.ones_like(s), s)[:, None]
         y = torch.where(nan_rows, math.nan, y)
-        ctx.save_for_backward(y, _regular_rows(m, log_s))
+        ctx.save_for_backward(y, _regular_rows(m, log_s), nan_rows[:, 0])
         ctx.grp, ctx.log = grp, log
         return y.to(out_dtype).reshape(shape)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        y, regular = ctx.saved_tensors
+        y, regular, nan_rows = ctx.saved_tensors
         g = _as_rows(grad).to(y.dtype)
         if ctx.log:
             # d logp_j / dx_k = delta_jk - p_k on entries that are not -inf.
@@ -481,6 +489,7 @@ class _VocabParallelLogSoftmax(torch.autograd.Function):
             total = (g * p).sum(dim=1)
             dist.all_reduce(total, op=dist.ReduceOp.SUM, group=ctx.grp.group)
             dx = p * (g - total[:, None])
+        dx = _nan_rows_to_nan(dx, nan_rows)
         return dx.to(grad.dtype).reshape(grad.shape), None, None
 
 
@@ -653,7 +662,8 @@ class _Rows(NamedTuple):
 
     m: Tensor  # the global max
     log_s: Tensor  # log(sum(exp(x - shift)))
-    regular: Tensor  # the row carries gradient: target kept, no NaN, max not +inf
+    regular: Tensor  # the gradient is computed: target kept, no NaN, max not +inf
+    nan: Tensor  # target kept and NaN in the row: the gradient is NaN
     weight_t: Tensor  # 1 - eps where the target term has gradient, else 0
     total: Tensor  # G: -sum of dloss/dlogp_j over entries above -inf, per unit row weight
 
@@ -682,7 +692,8 @@ def _cross_entropy_rows(
         loss = loss - (eps / num_classes) * sum_logp
         total = total + torch.where(regular, count * (eps / num_classes), zero)
     loss = torch.where(kept, loss, zero)
-    return loss, _Rows(m, log_s, regular, weight_t, total)
+    nan = torch.isnan(log_s) & kept
+    return loss, _Rows(m, log_s, regular, nan, weight_t, total)
 
 
 def _reduce(loss: Tensor, kept: Tensor, reduction: str, shape: tuple[int, ...]) -> Tensor:
@@ -722,8 +733,9 @@ def _logits_grad(
     dx = p * (w * rows.total)[:, None]
     if eps > 0.0:
         dx = torch.where(z == -_INF, dx, dx - (w * (eps / num_classes))[:, None])
-    # NaN rows and rows at +inf have no gradient (p may be NaN there).
+    # Rows at +inf and ignored rows have no gradient (p may be NaN there).
     dx = torch.where(rows.regular[:, None], dx, torch.zeros_like(dx))
+    dx = _nan_rows_to_nan(dx, rows.nan)
     c = x.shape[1]
     owned = (local_targets >= 0) & (local_targets < c) & (rows.weight_t != 0)
     if c and bool(owned.any()):
