@@ -7,6 +7,7 @@ rounding on an option grid that includes infinities, NaN, masks, temperature and
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 
@@ -179,3 +180,26 @@ def test_torch_device_is_kept():
         sk.softmax(x.half()),
     ]
     assert [r.device.type for r in results] == ["meta"] * len(results)
+
+
+def test_jax_in_its_default_32_bit_mode():
+    """The suite enables JAX's float64; users mostly do not.  Integers then become float32
+    and every path (jit, grad, masks, low precision) must still hold."""
+    code = (
+        "import jax, jax.numpy as jnp, numpy as np, softmaxkit as sk\n"
+        "p = sk.softmax(jnp.arange(3))\n"
+        "assert p.dtype == jnp.float32, p.dtype\n"
+        "np.testing.assert_allclose(p, [0.09003057, 0.24472847, 0.66524096], rtol=1e-6)\n"
+        "lp = sk.log_softmax(jnp.array([0.0, -20.75, -21.5, -30.0]))\n"
+        "np.testing.assert_allclose(lp[0], -1.43361917e-09, rtol=1e-6)\n"
+        "g = jax.grad(lambda v: sk.logsumexp(v, where=jnp.array([False, False])))(jnp.ones(2))\n"
+        "assert (g == 0).all(), g\n"
+        "h = sk.softmax(jnp.ones(4096, dtype=jnp.float16))\n"
+        "assert h.dtype == jnp.float16 and (h.astype(jnp.float32) == 1 / 4096).all()\n"
+        "np.testing.assert_allclose(sk.pmf_normalize(jnp.array([3e38, 3e38])), [0.5, 0.5])\n"
+    )
+    env = {**os.environ, "JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env
+    )
+    assert done.returncode == 0, done.stderr
