@@ -11,6 +11,7 @@ from ._candidate import nce_loss, sampled_logits, sampled_softmax_loss
 from ._classifier import Classifier
 from ._derivatives import log_softmax_backward, softmax_backward, softmax_jacobian
 from ._errors import SoftmaxkitError, SoftmaxkitTypeError, SoftmaxkitValueError
+from ._linear_ce import linear_cross_entropy, linear_cross_entropy_grad
 from ._losses import (
     binary_cross_entropy_with_logits,
     binary_cross_entropy_with_logits_grad,
@@ -34,6 +35,8 @@ __all__ = [
     "cross_entropy_grad",
     "expected_calibration_error",
     "fit_temperature",
+    "linear_cross_entropy",
+    "linear_cross_entropy_grad",
     "log_sigmoid",
     "log_softmax",
     "log_softmax_backward",
