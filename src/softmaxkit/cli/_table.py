@@ -9,7 +9,7 @@ __all__ = ["format_odds", "probability_table"]
 
 
 def format_odds(p: float) -> str:
-    """Odds for against against, as a bettor would say them: 0.1 -> ``1:9``, 0.7 -> ``7:3``.
+    """The odds as ``for:against``: 0.1 -> ``1:9`` (one chance for, nine against), 0.7 -> ``7:3``.
 
     Probabilities that are a fraction with a small denominator give whole
     numbers; others give one side as 1 and the other to three figures
