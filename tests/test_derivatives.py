@@ -285,3 +285,27 @@ def test_nan_slice_stays_nan_under_jax_jit(dtype):
         out = np.asarray(jax.jit(fn)(jnp.asarray(x, dtype=dtype)))
         assert np.isnan(out[2, 3]).all(), fn.__name__
         assert not np.isnan(np.delete(out.reshape(12, -1), 11, axis=0)).any(), fn.__name__
+
+
+@pytest.mark.parametrize("name", ["torch", "torch.func", "jax"])
+def test_autodiff_gives_neg_inf_inputs_of_log_softmax_zero_grad(name):
+    """Regression: the -inf outputs were selected as ``z = x - max``, which passed the
+    upstream gradient on to the -inf inputs; they must get 0, as log_softmax_backward has it.
+    (The loss here is -inf; its gradient is still defined.)"""
+    x = np.array([[0.5, -np.inf, 1.0, -2.0], [-np.inf, 3.0, -np.inf, 0.0]])
+    w = np.array([[1.0, 5.0, 2.0, -1.0], [7.0, 1.0, 3.0, 2.0]])
+    expected = sk.log_softmax_backward(w, sk.log_softmax(x))
+    assert (expected[np.isinf(x)] == 0).all()
+    if name == "jax":
+        loss = lambda v: jnp.sum(sk.log_softmax(v, temperature=0.5) * w)  # noqa: E731
+        got = np.asarray(jax.grad(loss)(jnp.asarray(x)))
+        expected = sk.log_softmax_backward(w, sk.log_softmax(x, temperature=0.5)) / 0.5
+    elif name == "torch.func":
+        got = torch.func.grad(lambda v: (sk.log_softmax(v) * torch.from_numpy(w)).sum())(
+            torch.from_numpy(x)
+        ).numpy()
+    else:
+        xt = _t(x)
+        (sk.log_softmax(xt) * torch.from_numpy(w)).sum().backward()
+        got = xt.grad.numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-16)

@@ -249,9 +249,10 @@ def _log_softmax_core(x: Array, temperature: Any, *, axes: tuple[int, ...]) -> A
     z, _ = _shifted(xp, x, axes, temperature)
     out = z - _log_sum(xp, z, axes)[0]
     if _in_graph(x):
-        # The -inf entries are constant: cut them from the graph so that their
-        # gradient is exactly 0, as log_softmax_backward has it.
-        out = xp.where(z == -xp.inf, z, out)
+        # The -inf entries do not depend on x: a constant there (not z, which
+        # is x - max and would pass the gradient on) gives them gradient 0, as
+        # log_softmax_backward has it.
+        out = xp.where(z == -xp.inf, xp.asarray(-xp.inf, dtype=z.dtype), out)
     return out
 
 
