@@ -26,14 +26,14 @@
 #endif
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CLONES
 #endif
 #define INLINE static inline __attribute__((always_inline))
 
 #define BLOCK 64             /* columns per block on a non-last axis */
-#define PARALLEL_MIN 32768   /* fewer elements than this: one thread is faster */
+#define PARALLEL_MIN 131072  /* fewer elements than this: one thread is faster */
 #define SHORT 16             /* rows this short take the transposed path */
 #define CHUNK 1024           /* rows per task on that path */
 
@@ -282,7 +282,7 @@ INLINE double exp_d(double x) {
         int parallel = outer * n * inner >= PARALLEL_MIN;                                    \
         if (inner == 1 && n <= SHORT) {                                                      \
             Py_ssize_t chunks = (outer + CHUNK - 1) / CHUNK;                                 \
-            _Pragma("omp parallel for schedule(static) if(parallel)")                        \
+            _Pragma("omp parallel for schedule(guided) if(parallel)")                        \
             for (Py_ssize_t k = 0; k < chunks; k++) {                                        \
                 Py_ssize_t r0 = k * CHUNK, rows = outer - r0 < CHUNK ? outer - r0 : CHUNK;   \
                 short_forward_##SUF(x + r0 * n, out + r0 * out_n, rows, n, t, op);           \
@@ -290,13 +290,13 @@ INLINE double exp_d(double x) {
             return;                                                                          \
         }                                                                                    \
         if (inner == 1) {                                                                    \
-            _Pragma("omp parallel for schedule(static) if(parallel)")                        \
+            _Pragma("omp parallel for schedule(guided) if(parallel)")                        \
             for (Py_ssize_t i = 0; i < outer; i++)                                           \
                 row_##SUF(x + i * n, out + i * out_n, n, t, op);                             \
             return;                                                                          \
         }                                                                                    \
         Py_ssize_t blocks = (inner + BLOCK - 1) / BLOCK;                                     \
-        _Pragma("omp parallel for schedule(static) if(parallel)")                            \
+        _Pragma("omp parallel for schedule(guided) if(parallel)")                            \
         for (Py_ssize_t ib = 0; ib < outer * blocks; ib++) {                                 \
             Py_ssize_t i = ib / blocks, c0 = (ib % blocks) * BLOCK;                          \
             int w = (int)(inner - c0 < BLOCK ? inner - c0 : BLOCK);                          \
@@ -353,7 +353,7 @@ INLINE double exp_d(double x) {
         int parallel = outer * n * inner >= PARALLEL_MIN;                                    \
         if (inner == 1 && n <= SHORT) {                                                      \
             Py_ssize_t chunks = (outer + CHUNK - 1) / CHUNK;                                 \
-            _Pragma("omp parallel for schedule(static) if(parallel)")                        \
+            _Pragma("omp parallel for schedule(guided) if(parallel)")                        \
             for (Py_ssize_t k = 0; k < chunks; k++) {                                        \
                 Py_ssize_t r0 = k * CHUNK, rows = outer - r0 < CHUNK ? outer - r0 : CHUNK;   \
                 short_backward_##SUF(g + r0 * n, y + r0 * n, dx + r0 * n, rows, n, log);     \
@@ -361,7 +361,7 @@ INLINE double exp_d(double x) {
             return;                                                                          \
         }                                                                                    \
         if (inner == 1) {                                                                    \
-            _Pragma("omp parallel for schedule(static) if(parallel)")                        \
+            _Pragma("omp parallel for schedule(guided) if(parallel)")                        \
             for (Py_ssize_t i = 0; i < outer; i++) {                                         \
                 const T *gi = g + i * n, *yi = y + i * n;                                    \
                 T *di = dx + i * n;                                                          \
@@ -387,7 +387,7 @@ INLINE double exp_d(double x) {
             return;                                                                          \
         }                                                                                    \
         Py_ssize_t blocks = (inner + BLOCK - 1) / BLOCK;                                     \
-        _Pragma("omp parallel for schedule(static) if(parallel)")                            \
+        _Pragma("omp parallel for schedule(guided) if(parallel)")                            \
         for (Py_ssize_t ib = 0; ib < outer * blocks; ib++) {                                 \
             Py_ssize_t i = ib / blocks, c0 = (ib % blocks) * BLOCK;                          \
             int w = (int)(inner - c0 < BLOCK ? inner - c0 : BLOCK);                          \
@@ -405,7 +405,7 @@ INLINE double exp_d(double x) {
         Py_ssize_t special = 0;                                                              \
         int parallel = N * C >= PARALLEL_MIN;                                                \
         double u = eps / (double)C;                                                          \
-        _Pragma("omp parallel for schedule(static) reduction(+ : special) if(parallel)")     \
+        _Pragma("omp parallel for schedule(guided) reduction(+ : special) if(parallel)")     \
         for (Py_ssize_t i = 0; i < N; i++) {                                                 \
             const T *xi = x + i * C;                                                         \
             T *di = dx + i * C;                                                              \
