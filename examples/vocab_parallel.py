@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> None:
         optimizer.step()
         if rank == 0 and (step == 1 or step % args.print_every == 0 or step == args.steps):
             print(f"step {step:5d}  loss {loss.item():.6f}", flush=True)
+    # Every rank reaches the end before any tears the group down: gloo can abort a
+    # process that destroys its group while a peer is still finishing a step.
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -54,15 +54,22 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _logits(seed: int = 0, shape: tuple[int, ...] = (ROWS,), scale: float = 3.0) -> torch.Tensor:
-    return torch.randn(*shape, NUM_CLASSES, generator=_generator(seed), dtype=torch.float64) * scale
+def _logits(
+    seed: int = 0, shape: tuple[int, ...] = (ROWS,), classes: int = NUM_CLASSES
+) -> torch.Tensor:
+    return torch.randn(*shape, classes, generator=_generator(seed), dtype=torch.float64) * 3.0
 
 
-def _targets(seed: int = 1, shape: tuple[int, ...] = (ROWS,), ignore_index: int = -100):
-    t = torch.randint(0, NUM_CLASSES, shape, generator=_generator(seed))
+def _targets(
+    seed: int = 1,
+    shape: tuple[int, ...] = (ROWS,),
+    ignore_index: int = -100,
+    classes: int = NUM_CLASSES,
+) -> torch.Tensor:
+    t = torch.randint(0, classes, shape, generator=_generator(seed))
     flat = t.view(-1)
     flat[1] = ignore_index  # one ignored row in every case
-    flat[2] = NUM_CLASSES - 1  # the last class, on the last rank
+    flat[2] = classes - 1  # the last class, on the last rank that has classes
     return t
 
 
@@ -86,6 +93,7 @@ class Case(NamedTuple):
     shape: tuple[int, ...] = (ROWS,)
     edge: bool = False
     dtype: torch.dtype = torch.float64
+    classes: int = NUM_CLASSES
 
 
 def _cases() -> list[Case]:
@@ -125,6 +133,10 @@ def _cases() -> list[Case]:
         Case("ce-rowblocks", "ce", {"label_smoothing": 0.2, "reduction": "none"}),
         Case("ce-edges-rowblocks", "ce", {"label_smoothing": 0.2, "reduction": "none"}, (6,), True),
         Case("ce-all-ignored-mean", "ce", {"ignore_index": -7}),
+        # Two classes: on 3 ranks the last holds none.
+        Case("log_softmax-2classes", "log_softmax", {}, classes=2),
+        Case("ce-2classes", "ce", {"label_smoothing": 0.2, "reduction": "none"}, classes=2),
+        Case("linear-2classes", "linear", {"label_smoothing": 0.2, "chunk_size": 1}, classes=2),
         Case("ce-float32", "ce", {"label_smoothing": 0.1}, dtype=torch.float32),
         Case("linear-float32", "linear", {"label_smoothing": 0.1}, dtype=torch.float32),
     ]
@@ -136,8 +148,8 @@ CASES = _cases()
 
 def _case_inputs(case: Case) -> dict[str, torch.Tensor]:
     """The full (unsharded) tensors of a case."""
-    ignore_index = case.options.get("ignore_index", -100)
-    targets = _targets(shape=case.shape, ignore_index=ignore_index)
+    ignore_index, classes = case.options.get("ignore_index", -100), case.classes
+    targets = _targets(shape=case.shape, ignore_index=ignore_index, classes=classes)
     if case.name == "ce-all-ignored-mean":
         targets = torch.full(case.shape, -7)
     if case.edge:
@@ -145,15 +157,13 @@ def _case_inputs(case: Case) -> dict[str, torch.Tensor]:
         targets[0] = 3  # a -inf target: infinite loss
     g = _generator(7)
     data = {
-        "logits": (_edge_logits() if case.edge else _logits(shape=case.shape)).to(case.dtype),
-        "targets": targets,
-        "inputs": torch.randn(*case.shape, DIM, generator=g, dtype=torch.float64).to(case.dtype),
-        "weight": torch.randn(NUM_CLASSES, DIM, generator=g, dtype=torch.float64).to(case.dtype),
-        "bias": torch.randn(NUM_CLASSES, generator=g, dtype=torch.float64).to(case.dtype),
-        "upstream": torch.randn(*case.shape, NUM_CLASSES, generator=g, dtype=torch.float64),
+        "logits": _edge_logits() if case.edge else _logits(shape=case.shape, classes=classes),
+        "inputs": torch.randn(*case.shape, DIM, generator=g, dtype=torch.float64),
+        "weight": torch.randn(classes, DIM, generator=g, dtype=torch.float64),
+        "bias": torch.randn(classes, generator=g, dtype=torch.float64),
+        "upstream": torch.randn(*case.shape, classes, generator=g, dtype=torch.float64),
     }
-    data["upstream"] = data["upstream"].to(case.dtype)
-    return data
+    return {"targets": targets} | {key: a.to(case.dtype) for key, a in data.items()}
 
 
 def _upstream_for(case: Case, data: dict[str, torch.Tensor], result: torch.Tensor) -> torch.Tensor:
@@ -168,7 +178,7 @@ def _upstream_for(case: Case, data: dict[str, torch.Tensor], result: torch.Tenso
 
 def _run_case(case: Case, rank: int, world: int) -> dict[str, torch.Tensor]:
     data = _case_inputs(case)
-    start, stop = shard_range(NUM_CLASSES, world, rank)
+    start, stop = shard_range(case.classes, world, rank)
     options = dict(case.options)
     if case.kind in ("log_softmax", "softmax"):
         local = data["logits"][..., start:stop].clone().requires_grad_()
@@ -427,7 +437,8 @@ def _torch_cross_entropy(
     ignore_index: int = -100,
 ) -> torch.Tensor:
     """``F.cross_entropy`` with the classes last; on edge rows, the core's log_softmax."""
-    rows, flat = x.reshape(-1, NUM_CLASSES), t.reshape(-1)
+    classes = x.shape[-1]
+    rows, flat = x.reshape(-1, classes), t.reshape(-1)
     if not edge:
         loss = F.cross_entropy(
             rows,
@@ -446,7 +457,7 @@ def _torch_cross_entropy(
         picked = logp.gather(1, torch.where(kept, flat, 0)[:, None])[:, 0]
         loss = loss - (1 - label_smoothing) * picked
     if label_smoothing > 0:
-        loss = loss - label_smoothing / NUM_CLASSES * logp.sum(dim=1)
+        loss = loss - label_smoothing / classes * logp.sum(dim=1)
     loss = torch.where(kept, loss, torch.zeros_like(loss))
     return {"none": loss, "sum": loss.sum(), "mean": loss.sum() / kept.sum()}[reduction]
 
