@@ -346,6 +346,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
             "largest": _largest_tensor_of_linear(rank, world),
         }
         torch.save(saved, Path(out_dir) / f"rank{rank}.pt")
+        dist.barrier()  # no rank tears the group down while another still works
     finally:
         dist.destroy_process_group()
 
