@@ -21,9 +21,20 @@ import softmaxkit as sk
 
 # `engine` is function-scoped (it sets the kernel path for the whole test), which is what
 # every example needs; hypothesis only warns that it is not reset between examples.
+# derandomize: the same examples on every run, so CI cannot turn red by the draw.
 PROPERTY = settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
+
+
+def sum_rtol(n: int) -> float:
+    """Two sums of the same n positive terms in different orders differ by < n eps relative."""
+    return 2 * n * EPS64
+
+
 pytestmark = pytest.mark.parametrize("engine", [e for e in ENGINES if e != "jax"], indirect=True)
 
 
@@ -54,10 +65,13 @@ def test_sums_to_one_for_any_finite_input(engine, x, data):
 @given(x=arrays(), shift=finite(-1e3, 1e3))
 def test_shift_invariance(engine, x, shift):
     # x + shift rounds by up to eps * 2e3 per entry, which exp turns into that relative error.
+    scale = 8 * EPS64 * (np.abs(x).max() + abs(shift) + 1)
     p = call(engine, sk.softmax, x)
-    np.testing.assert_allclose(call(engine, sk.softmax, x + shift), p, rtol=1e-12, atol=1e-300)
     np.testing.assert_allclose(
-        call(engine, sk.log_softmax, x + shift), call(engine, sk.log_softmax, x), atol=1e-12
+        call(engine, sk.softmax, x + shift), p, rtol=2 * scale + sum_rtol(x.shape[-1]), atol=1e-300
+    )
+    np.testing.assert_allclose(
+        call(engine, sk.log_softmax, x + shift), call(engine, sk.log_softmax, x), atol=2 * scale
     )
     np.testing.assert_allclose(
         call(engine, sk.logsumexp, x + shift), call(engine, sk.logsumexp, x) + shift, rtol=1e-12
@@ -71,7 +85,8 @@ def test_log_softmax_equals_log_of_softmax_where_finite(engine, x, temperature):
     logp = call(engine, sk.log_softmax, x, temperature=temperature)
     normal = p > np.finfo(np.float64).tiny  # log of a subnormal has lost digits
     assert np.isfinite(logp).all()
-    np.testing.assert_allclose(np.log(p[normal]), logp[normal], rtol=1e-12, atol=1e-12)
+    scale = 8 * EPS64 * (np.abs(x).max() / temperature + 1)
+    np.testing.assert_allclose(np.log(p[normal]), logp[normal], rtol=1e-14, atol=scale)
 
 
 @PROPERTY
@@ -84,15 +99,16 @@ def test_masking_equals_slicing(engine, data):
     # What sits under the mask must not matter, however extreme.
     x_masked = np.where(where, x, data.draw(st.sampled_from([np.inf, np.nan, 1e308]), "fill"))
     p = call(engine, sk.softmax, x_masked, where=where)
-    np.testing.assert_allclose(p[where], call(engine, sk.softmax, x[where]), rtol=4 * EPS64)
+    rtol = sum_rtol(n)
+    np.testing.assert_allclose(p[where], call(engine, sk.softmax, x[where]), rtol=rtol)
     assert (p[~where] == 0).all()
     logp = call(engine, sk.log_softmax, x_masked, where=where)
-    np.testing.assert_allclose(logp[where], call(engine, sk.log_softmax, x[where]), rtol=4 * EPS64)
+    np.testing.assert_allclose(logp[where], call(engine, sk.log_softmax, x[where]), rtol=rtol)
     assert (logp[~where] == -np.inf).all()
     np.testing.assert_allclose(
         call(engine, sk.logsumexp, x_masked, where=where),
         call(engine, sk.logsumexp, x[where]),
-        rtol=4 * EPS64,
+        rtol=rtol,
     )
 
 
@@ -100,13 +116,14 @@ def test_masking_equals_slicing(engine, data):
 @given(x=arrays(min_dims=2, max_dims=3), data=st.data())
 def test_axis_equals_moveaxis(engine, x, data):
     k = data.draw(st.integers(0, x.ndim - 1), label="axis")
+    rtol = sum_rtol(x.shape[k])
     for fn in (sk.softmax, sk.log_softmax):
         moved = np.moveaxis(call(engine, fn, np.moveaxis(x, k, -1)), -1, k)
-        np.testing.assert_allclose(call(engine, fn, x, axis=k), moved, rtol=4 * EPS64, atol=1e-300)
+        np.testing.assert_allclose(call(engine, fn, x, axis=k), moved, rtol=rtol, atol=1e-300)
     np.testing.assert_allclose(
         call(engine, sk.logsumexp, x, axis=k),
         call(engine, sk.logsumexp, np.moveaxis(x, k, -1)),
-        rtol=4 * EPS64,
+        rtol=rtol,
     )
 
 
@@ -115,10 +132,11 @@ def test_axis_equals_moveaxis(engine, x, data):
 def test_tuple_axes_equal_reshape_to_one_axis(engine, x):
     a, b, c = x.shape
     flat = x.reshape(a, b * c)
+    rtol = sum_rtol(b * c)
     p = call(engine, sk.softmax, x, axis=(1, 2))
-    np.testing.assert_allclose(p, call(engine, sk.softmax, flat).reshape(x.shape), rtol=4 * EPS64)
+    np.testing.assert_allclose(p, call(engine, sk.softmax, flat).reshape(x.shape), rtol=rtol)
     np.testing.assert_allclose(
-        call(engine, sk.logsumexp, x, axis=(1, 2)), call(engine, sk.logsumexp, flat), rtol=4 * EPS64
+        call(engine, sk.logsumexp, x, axis=(1, 2)), call(engine, sk.logsumexp, flat), rtol=rtol
     )
     # Axes given in any order and sign mean the same reduction.
     np.testing.assert_array_equal(call(engine, sk.softmax, x, axis=(-1, 1)), p)
@@ -127,18 +145,20 @@ def test_tuple_axes_equal_reshape_to_one_axis(engine, x):
 @PROPERTY
 @given(x=arrays(), temperature=st.floats(0.05, 20.0))
 def test_temperature_equals_dividing_by_it(engine, x, temperature):
-    # (x - max) / T and x / T - max(x / T) round differently: 2 eps * |z| relative.
+    # (x - max) / T and x / T - max(x / T) round differently, by a few ulp of max|x / T|,
+    # which exp turns into that relative error.
+    scale = 8 * EPS64 * (np.abs(x).max() / temperature + 1)
     np.testing.assert_allclose(
         call(engine, sk.softmax, x, temperature=temperature),
         call(engine, sk.softmax, x / temperature),
-        rtol=1e-11,
+        rtol=2 * scale + sum_rtol(x.shape[-1]),
         atol=1e-300,
     )
     np.testing.assert_allclose(
         call(engine, sk.log_softmax, x, temperature=temperature),
         call(engine, sk.log_softmax, x / temperature),
-        rtol=1e-12,
-        atol=1e-12,
+        rtol=1e-14,
+        atol=2 * scale,
     )
 
 
@@ -170,7 +190,7 @@ def test_pmf_normalize_sums_to_one_and_ignores_scale(engine, counts, factor):
 @given(x=arrays(elements=finite(-700.0, 700.0)))
 def test_sigmoid_symmetry(engine, x):
     np.testing.assert_allclose(
-        call(engine, sk.sigmoid, x) + call(engine, sk.sigmoid, -x), 1.0, rtol=2 * EPS64
+        call(engine, sk.sigmoid, x) + call(engine, sk.sigmoid, -x), 1.0, rtol=4 * EPS64
     )
     np.testing.assert_allclose(
         call(engine, sk.log_sigmoid, x) - call(engine, sk.log_sigmoid, -x),
