@@ -544,7 +544,9 @@ def vocab_parallel_log_softmax(local_logits: Tensor, /, *, group: Any = None) ->
     of two numbers per row; backward, one all-reduce of one number per row
     (the row sum of the incoming gradient).  Edge cases are those of
     :func:`softmaxkit.log_softmax`: ``+inf`` entries share the mass equally,
-    an all ``-inf`` row gives ``-inf`` with gradient 0, NaN stays in its row.
+    an all ``-inf`` row gives ``-inf`` with gradient 0, NaN stays in its row
+    (value and gradient).  ``-inf`` outputs are constants: the gradient that
+    arrives there is ignored and ``-inf`` inputs get gradient 0.
 
     Examples
     --------
