@@ -183,6 +183,13 @@ def test_non_contiguous_and_half_precision_input():
     np.testing.assert_allclose(compiled.astype(np.float32), portable.astype(np.float32), rtol=1e-3)
 
 
+def test_big_endian_input_is_read_as_numbers_not_bytes():
+    x = _scores((6, 50), np.float64).astype(">f8")
+    for fn in (sk.softmax, sk.logsumexp):
+        portable, compiled = _both(fn, x)
+        _assert_close(compiled.astype(np.float64), portable.astype(np.float64), np.float64)
+
+
 def test_set_enabled_and_use_switch_the_path():
     assert _kernels.enabled()
     with _kernels.use(False):

@@ -140,6 +140,8 @@ def _layout(x: np.ndarray, axes: Axes) -> tuple[np.ndarray, int, int, int, Axes 
         first, last = axes[0], axes[-1]
     else:  # no axis reduced: every element is its own slice
         first, last = x.ndim, x.ndim - 1
+    if not x.dtype.isnative:  # the kernels read the bytes as this machine's floats
+        x = x.astype(x.dtype.newbyteorder("="))
     if not x.flags.c_contiguous:
         x = np.ascontiguousarray(x)  # (which would make a 0-d array 1-d)
     outer = math.prod(shape[:first])
