@@ -257,6 +257,9 @@ def _error_cases(rank: int, world: int, group: Any) -> dict[str, Any]:
         "options-differ-on-last-rank": lambda: vocab_parallel_cross_entropy(
             local, targets, group=group, label_smoothing=0.1 if rank == last else 0.0
         ),
+        "inputs-grad-differs-on-last-rank": lambda: vocab_parallel_linear_cross_entropy(
+            inputs.requires_grad_(rank == last), weight[start:stop], targets, group=group
+        ),
         "bad-reduction": lambda: vocab_parallel_cross_entropy(
             local, targets, group=group, reduction="avg"
         ),
@@ -549,7 +552,15 @@ ERRORS = {
         r"`local_logits` must have the same rows .* on every rank; rank 0 has 7 rows, rank \d has 6",
         None,
     ),
-    "options-differ-on-last-rank": (r"the options must be equal on every rank; rank \d", None),
+    "options-differ-on-last-rank": (
+        r"the options must be equal on every rank; rank \d .*\(`ignore_index`, `reduction`, "
+        r"`label_smoothing`\)",
+        None,
+    ),
+    "inputs-grad-differs-on-last-rank": (
+        r"the options must be equal on every rank; rank \d .*`inputs` requires grad",
+        None,
+    ),
     "bad-reduction": (r"`reduction` must be one of 'none', 'mean', 'sum'; got 'avg'", None),
 }
 

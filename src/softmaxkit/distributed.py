@@ -158,6 +158,9 @@ class _Options(NamedTuple):
     label_smoothing: float
 
 
+_OPTION_NAMES = tuple(f"`{name}`" for name in _Options._fields)
+
+
 def _check_options(ignore_index: Any, reduction: Any, label_smoothing: Any) -> _Options:
     ignore_index = _as_int(ignore_index, "ignore_index")
     if reduction not in _REDUCTIONS:
@@ -290,6 +293,7 @@ def _handshake(
     *,
     name: str,
     options: tuple[Any, ...],
+    option_names: tuple[str, ...] = (),
     targets: _Targets | None = None,
     ignore_index: int = -100,
 ) -> _Layout:
@@ -315,7 +319,7 @@ def _handshake(
         if option_keys[r] != option_keys[0]:
             raise SoftmaxkitValueError(
                 f"the options must be equal on every rank; rank {r} passed options that differ "
-                "from rank 0's"
+                f"from rank 0's ({', '.join(option_names)})"
             )
         if rows[r] != rows[0] or shape_keys[r] != shape_keys[0]:
             raise SoftmaxkitValueError(
@@ -910,6 +914,7 @@ def vocab_parallel_cross_entropy(
         local,
         name="local_logits",
         options=tuple(options),
+        option_names=_OPTION_NAMES,
         targets=summary,
         ignore_index=options.ignore_index,
     )
@@ -1145,7 +1150,9 @@ def vocab_parallel_linear_cross_entropy(
         failure,
         local,
         name="local_weight",
-        options=tuple(options),
+        # Backward all-reduces the inputs' gradient: every rank must compute it.
+        options=(*options, torch.is_grad_enabled() and bool(getattr(inputs, "requires_grad", 0))),
+        option_names=(*_OPTION_NAMES, "`inputs` requires grad"),
         targets=summary,
         ignore_index=options.ignore_index,
     )
