@@ -68,18 +68,17 @@ def main(argv: list[str] | None = None) -> None:
     use_cuda = torch.cuda.is_available()
     dist.init_process_group("nccl" if use_cuda else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if use_cuda else None
-    if device is not None:
+    device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if use_cuda else "cpu")
+    if use_cuda:
         torch.cuda.set_device(device)
     dtype = getattr(torch, args.dtype)
 
     trunk, head = make_model(args.vocab, args.dim, args.seed, dtype)
     start, stop = shard_range(args.vocab, world, rank)
-    weight = nn.Parameter(head.weight.detach()[start:stop].clone())
-    bias = nn.Parameter(head.bias.detach()[start:stop].clone())
+    weight = nn.Parameter(head.weight.detach()[start:stop].to(device, copy=True))
+    bias = nn.Parameter(head.bias.detach()[start:stop].to(device, copy=True))
     del head  # this rank keeps only its classes
     trunk.to(device)
-    weight.data, bias.data = weight.data.to(device), bias.data.to(device)
     optimizer = torch.optim.Adam([*trunk.parameters(), weight, bias], lr=args.lr)
     if rank == 0:
         print(
