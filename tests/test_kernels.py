@@ -103,6 +103,19 @@ def test_backward_kernels_equal_portable_path(name, shape, axis, dtype):
     np.testing.assert_allclose(compiled, portable, rtol=eps, atol=eps * scale)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", FORWARD)
+def test_long_single_row_shared_between_threads(name, dtype):
+    x = (3 * np.random.default_rng(6).standard_normal((1, 70_001))).astype(dtype)
+    x[0, 123] = -INF
+    kwargs = {} if name == "logsumexp" else {"temperature": 1.5}
+    portable, compiled = _both(getattr(sk, name), x, **kwargs)
+    _assert_close(compiled, portable, dtype)
+    x[0, 4567] = INF  # the shared row's special case
+    portable, compiled = _both(getattr(sk, name), x, **kwargs)
+    _assert_close(compiled, portable, dtype)
+
+
 def test_masked_slot_in_each_vector_lane_leaves_the_others_alone():
     """Pins a GCC 12 -O3 miscompile we met: a zero in one lane dropped the lane 8 further on."""
     for z, k in itertools.product(range(16), range(33)):

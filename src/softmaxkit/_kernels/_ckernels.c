@@ -36,8 +36,17 @@
 #define PARALLEL_MIN 131072  /* fewer elements than this: one thread is faster */
 #define SHORT 16             /* rows this short take the transposed path */
 #define CHUNK 1024           /* rows per task on that path */
+#define LONG_ROW 65536       /* fewer rows than threads, this long: rows are shared */
 
 enum { OP_SOFTMAX = 0, OP_LOG_SOFTMAX = 1, OP_LOGSUMEXP = 2 };
+
+static int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
 
 /* ---- exp ---------------------------------------------------------------------------- */
 
@@ -134,16 +143,13 @@ INLINE double exp_d(double x) {
         }                                                                                    \
     }                                                                                        \
                                                                                              \
-    /* One contiguous row.  For OP_LOGSUMEXP, out is the single result. */                  \
-    INLINE void row_##SUF(const T *x, T *out, Py_ssize_t n, T t, int op) {                   \
-        T m = max_##SUF(x, n);                                                               \
-        if (!(m > -INFINITY && m < INFINITY)) {                                              \
-            special_##SUF(x, n, 1, out, m, op);                                              \
-            return;                                                                          \
-        }                                                                                    \
-        /* "omp simd reduction" lets the sums be reassociated into vector lanes (a strict    \
-           left-to-right sum would not vectorise).  Hand-written lane arrays with a select   \
-           inside were miscompiled by GCC 12 at -O3 (a masked lane dropped another lane). */ \
+    /* Pass 2 of a row (or of a piece of one): out = exp(z) (softmax) or z (log_softmax),    \
+       with z = (x - m) / t; returns the sum of exp(z) over the entries with z != 0 and      \
+       counts those with z == 0 in *top.  "omp simd reduction" lets the sums be reassociated \
+       into vector lanes (a strict left-to-right sum would not vectorise); hand-written lane \
+       arrays with a select inside were miscompiled by GCC 12 at -O3. */                     \
+    INLINE double sumexp_##SUF(const T *x, T *out, Py_ssize_t n, T m, T t, int op,           \
+                               double *top_out) {                                            \
         double s = 0, top = 0;                                                               \
         if (op == OP_SOFTMAX) {                                                              \
             if (t == 1) {                                                                    \
@@ -161,13 +167,7 @@ INLINE double exp_d(double x) {
                     s += e;                                                                  \
                 }                                                                            \
             }                                                                                \
-            T d = (T)(1 / s); /* a multiply per entry: a divide would cost more than memory */ \
-            _Pragma("omp simd")                                                              \
-            for (Py_ssize_t j = 0; j < n; j++) out[j] = out[j] * d;                          \
-            return;                                                                          \
-        }                                                                                    \
-        /* r = sum(exp(z)) - 1 without forming the sum: the z == 0 terms count 1 each. */    \
-        if (op == OP_LOG_SOFTMAX) {                                                          \
+        } else if (op == OP_LOG_SOFTMAX) {                                                   \
             _Pragma("omp simd reduction(+ : s, top)")                                        \
             for (Py_ssize_t j = 0; j < n; j++) {                                             \
                 T z = (x[j] - m) / t;                                                        \
@@ -185,14 +185,79 @@ INLINE double exp_d(double x) {
                 top += z == 0 ? (T)1 : (T)0;                                                 \
             }                                                                                \
         }                                                                                    \
-        double r = s + (top - 1);                                                            \
-        if (op == OP_LOGSUMEXP) {                                                            \
-            out[0] = (T)(log1p(r) + (double)m);                                              \
+        *top_out = top;                                                                      \
+        return s;                                                                            \
+    }                                                                                        \
+                                                                                             \
+    /* Pass 3: softmax multiplies by 1 / sum, log_softmax subtracts log(sum) = log1p(r) with \
+       r = sum - 1 formed without the sum (the z == 0 terms count 1 each). */                \
+    INLINE void finish_##SUF(T *out, Py_ssize_t n, double s, double top, int op) {           \
+        if (op == OP_SOFTMAX) {                                                              \
+            T d = (T)(1 / s); /* a multiply per entry: a divide would cost more than memory */\
+            _Pragma("omp simd")                                                              \
+            for (Py_ssize_t j = 0; j < n; j++) out[j] = out[j] * d;                          \
+        } else {                                                                             \
+            T L = (T)log1p(s + (top - 1));                                                   \
+            _Pragma("omp simd")                                                              \
+            for (Py_ssize_t j = 0; j < n; j++) out[j] = out[j] - L;                          \
+        }                                                                                    \
+    }                                                                                        \
+                                                                                             \
+    /* One contiguous row.  For OP_LOGSUMEXP, out is the single result. */                   \
+    INLINE void row_##SUF(const T *x, T *out, Py_ssize_t n, T t, int op) {                   \
+        T m = max_##SUF(x, n);                                                               \
+        if (!(m > -INFINITY && m < INFINITY)) {                                              \
+            special_##SUF(x, n, 1, out, m, op);                                              \
             return;                                                                          \
         }                                                                                    \
-        T L = (T)log1p(r);                                                                   \
-        _Pragma("omp simd")                                                                  \
-        for (Py_ssize_t j = 0; j < n; j++) out[j] = out[j] - L;                              \
+        double top, s = sumexp_##SUF(x, out, n, m, t, op, &top);                             \
+        if (op == OP_LOGSUMEXP)                                                              \
+            out[0] = (T)(log1p(s + (top - 1)) + (double)m);                                  \
+        else                                                                                 \
+            finish_##SUF(out, n, s, top, op);                                                \
+    }                                                                                        \
+                                                                                             \
+    /* A row long enough to share between threads: each pass is split into pieces. */        \
+    static void long_row_##SUF(const T *x, T *out, Py_ssize_t n, T t, int op) {              \
+        enum { MAX_PIECES = 256 };                                                           \
+        T pm[MAX_PIECES];                                                                    \
+        double ps[MAX_PIECES], ptop[MAX_PIECES];                                             \
+        int pieces = max_threads();                                                          \
+        pieces = pieces < MAX_PIECES ? pieces : MAX_PIECES;                                  \
+        Py_ssize_t step = (n + pieces - 1) / pieces;                                         \
+        _Pragma("omp parallel for schedule(static)")                                         \
+        for (int k = 0; k < pieces; k++) {                                                   \
+            Py_ssize_t lo = k * step, hi = lo + step < n ? lo + step : n;                    \
+            pm[k] = lo < hi ? max_##SUF(x + lo, hi - lo) : (T)-INFINITY;                     \
+        }                                                                                    \
+        T m = pm[0];                                                                         \
+        for (int k = 1; k < pieces; k++) m = pm[k] > m ? pm[k] : m;                          \
+        if (!(m > -INFINITY && m < INFINITY)) {                                              \
+            special_##SUF(x, n, 1, out, m, op);                                              \
+            return;                                                                          \
+        }                                                                                    \
+        _Pragma("omp parallel for schedule(static)")                                         \
+        for (int k = 0; k < pieces; k++) {                                                   \
+            Py_ssize_t lo = k * step, hi = lo + step < n ? lo + step : n;                    \
+            ps[k] = 0;                                                                       \
+            ptop[k] = 0;                                                                     \
+            if (lo < hi) ps[k] = sumexp_##SUF(x + lo, out + (op == OP_LOGSUMEXP ? 0 : lo),   \
+                                              hi - lo, m, t, op, &ptop[k]);                  \
+        }                                                                                    \
+        double s = 0, top = 0;                                                               \
+        for (int k = 0; k < pieces; k++) {                                                   \
+            s += ps[k];                                                                      \
+            top += ptop[k];                                                                  \
+        }                                                                                    \
+        if (op == OP_LOGSUMEXP) {                                                            \
+            out[0] = (T)(log1p(s + (top - 1)) + (double)m);                                  \
+            return;                                                                          \
+        }                                                                                    \
+        _Pragma("omp parallel for schedule(static)")                                         \
+        for (int k = 0; k < pieces; k++) {                                                   \
+            Py_ssize_t lo = k * step, hi = lo + step < n ? lo + step : n;                    \
+            if (lo < hi) finish_##SUF(out + lo, hi - lo, s, top, op);                        \
+        }                                                                                    \
     }                                                                                        \
     /* Columns c0 .. c0+w of one (n, inner) slab, reduced over n. */                        \
     INLINE void block_##SUF(const T *x, T *out, Py_ssize_t n, Py_ssize_t inner, int w, T t,  \
@@ -287,6 +352,11 @@ INLINE double exp_d(double x) {
                 Py_ssize_t r0 = k * CHUNK, rows = outer - r0 < CHUNK ? outer - r0 : CHUNK;   \
                 short_forward_##SUF(x + r0 * n, out + r0 * out_n, rows, n, t, op);           \
             }                                                                                \
+            return;                                                                          \
+        }                                                                                    \
+        if (inner == 1 && outer < max_threads() && n >= LONG_ROW) {                         \
+            for (Py_ssize_t i = 0; i < outer; i++)                                           \
+                long_row_##SUF(x + i * n, out + i * out_n, n, t, op);                        \
             return;                                                                          \
         }                                                                                    \
         if (inner == 1) {                                                                    \
