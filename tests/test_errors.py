@@ -42,6 +42,27 @@ def test_temperature_must_be_a_number(temperature):
         sk.softmax(np.array([1.0, 2.0]), temperature=temperature)
 
 
+def test_differentiable_temperature_is_refused_not_silently_detached():
+    with pytest.raises(sk.SoftmaxkitTypeError, match="`temperature` must be a plain number"):
+        sk.softmax(torch.ones(3), temperature=torch.tensor(2.0, requires_grad=True))
+
+
+def test_traced_temperature_is_refused_under_jax_jit():
+    import jax
+    import jax.numpy as jnp
+
+    with pytest.raises(sk.SoftmaxkitTypeError, match="pass x / temperature"):
+        jax.jit(lambda x, t: sk.softmax(x, temperature=t))(jnp.ones(3), 2.0)
+
+
+def test_array_temperature_without_gradient_is_read_as_a_number():
+    np.testing.assert_allclose(
+        sk.softmax(torch.tensor([0.0, 1.0]), temperature=torch.tensor(2.0)).numpy(),
+        sk.softmax(np.array([0.0, 1.0]), temperature=2.0),
+        rtol=1e-6,
+    )
+
+
 # --- axis ----------------------------------------------------------------------------------------
 
 

@@ -173,7 +173,16 @@ def normalize_axis(
 
 
 def validate_temperature(temperature: Any) -> float:
-    """``temperature`` as a Python float, finite and > 0."""
+    """``temperature`` as a Python float, finite and > 0.
+
+    A tensor that requires grad, or a JAX tracer, is refused rather than read as
+    a float, which would silently drop its gradient.
+    """
+    if (is_torch(temperature) and temperature.requires_grad) or not is_concrete(temperature):
+        raise SoftmaxkitTypeError(
+            "`temperature` must be a plain number, not a differentiable or traced array; "
+            f"got {type(temperature).__name__}; to learn a temperature, pass x / temperature"
+        )
     try:
         value = float(temperature)
     except (TypeError, ValueError):
