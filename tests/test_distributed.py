@@ -487,11 +487,14 @@ def test_matches_single_process(group_run: Any, case: Case) -> None:
             _close(torch.cat([g[key] for g in got], dim=dim), value, rtol)
     if case.kind == "ce":
         # The library's own single-process loss (the losses issue) agrees too,
-        # edge rows included.
+        # values and gradients, edge rows included.
         data = _case_inputs(case)
-        ours = softmaxkit.cross_entropy(data["logits"], data["targets"], **case.options)
+        x = data["logits"].clone().requires_grad_()
+        ours = softmaxkit.cross_entropy(x, data["targets"], **case.options)
+        ours.backward(_upstream_for(case, data, ours))
         for rank in got:
-            _close(rank["loss"], ours, rtol)
+            _close(rank["loss"], ours.detach(), rtol)
+        _close(torch.cat([g["grad"] for g in got], dim=-1), x.grad, rtol)
 
 
 def test_linear_variant_holds_one_chunk_of_logits_at_a_time(group_run: Any) -> None:
