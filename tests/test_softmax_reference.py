@@ -15,7 +15,7 @@ import mpmath
 import numpy as np
 import pytest
 import scipy.special
-from softmax_helpers import EPS64, call, mp_rows, mp_softmax
+from softmax_helpers import EPS32, EPS64, call, mp_rows, mp_softmax
 
 import softmaxkit as sk
 
@@ -57,9 +57,19 @@ def test_masked_logsumexp_matches_mpmath(backend):
 def test_log_softmax_keeps_relative_accuracy_near_zero(backend):
     """One entry dominating: log p ~ -1e-9, where log(sum) would lose six digits."""
     x = [0.0, -20.75, -21.5, -30.0]
-    _, logp_ref, _ = mp_softmax(x)
+    _, logp_ref, lse_ref = mp_softmax(x)
     assert -1e-8 < logp_ref[0] < -1e-10
     np.testing.assert_allclose(call(backend, sk.log_softmax, x), logp_ref, rtol=1e-15)
+    np.testing.assert_allclose(call(backend, sk.logsumexp, x), lse_ref, rtol=1e-15)
+
+
+def test_float32_log_softmax_keeps_relative_accuracy_near_zero(backend):
+    """log p ~ -2.6e-7: a float32 log(sum) would be off by ~20% (its ulp at 1 is 1.2e-7)."""
+    x = np.array([0.0, -15.5, -16.25, -17.0], dtype=np.float32)
+    _, logp_ref, lse_ref = mp_softmax(x.astype(np.float64))
+    assert -1e-6 < logp_ref[0] < -1e-7
+    np.testing.assert_allclose(call(backend, sk.log_softmax, x), logp_ref, rtol=2 * EPS32)
+    np.testing.assert_allclose(call(backend, sk.logsumexp, x), lse_ref, rtol=2 * EPS32)
 
 
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 30.0, 1e3])

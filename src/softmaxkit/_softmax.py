@@ -32,6 +32,7 @@ from ._backend import (
     compute_dtype,
     fused,
     is_concrete,
+    is_jax,
     is_numpy,
     is_torch,
     namespace,
@@ -141,22 +142,43 @@ def _in_graph(x: Array) -> bool:
     return not is_concrete(x)
 
 
+def _wider_float(xp: ModuleType, z: Array) -> Any:
+    """float64 for a float32 ``z`` where the library can sum in it cheaply, else None."""
+    if z.dtype != xp.float32:
+        return None
+    if is_torch(z):
+        return xp.float64 if z.device.type in ("cpu", "cuda") else None  # not on MPS
+    if is_jax(z):
+        import jax
+
+        return xp.float64 if jax.config.read("jax_enable_x64") else None
+    return xp.float64
+
+
 def _log_sum(xp: ModuleType, z: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
     """``(log(sum(exp(z))), empty)`` for ``z`` from :func:`_shifted` (max 0), dims kept.
 
-    Each entry with ``z == 0`` has ``exp(z) = 1`` exactly.  Summing ``exp(z) - 1``
-    there and ``exp(z)`` elsewhere, then adding the count of such entries less
-    one, gives ``r = s - 1`` without ever forming ``s``: ``log1p(r)`` keeps full
-    relative accuracy when one entry dominates (log-probabilities near 0), and
+    ``s = sum(exp(z))`` is at least 1 (the max's ``exp(0)``), so when one entry
+    dominates ``log(s)`` is near 0 and the rounding of ``s`` would cost its
+    relative accuracy (and that of the log-probability near 0).  float32 input
+    sums in float64, which the final rounding to float32 then hides.  Otherwise
+    each entry with ``z == 0`` (``exp(z) = 1`` exactly) contributes
+    ``exp(z) - 1``, and the count of such entries less one is added, giving
+    ``r = s - 1`` without ever forming ``s``; ``log1p(r)`` is then accurate, and
     the gradient is still ``exp(z)`` everywhere.  ``empty`` marks all ``-inf``
-    slices (``r = -1``), whose log is returned as 0 so that no ``-inf - -inf``
-    is ever formed; callers put ``-inf`` there.
+    slices (``s = 0``), whose log is returned as 0 so that no ``-inf - -inf`` is
+    ever formed; callers put ``-inf`` there.
     """
+    zero = xp.asarray(0.0, dtype=z.dtype)
+    wide = _wider_float(xp, z)
+    if wide is not None:
+        s = xp.sum(xp.exp(z), axis=axes, keepdims=True, dtype=wide)
+        empty = s == 0
+        return xp.astype(xp.log(xp.where(empty, xp.asarray(1.0, dtype=wide), s)), z.dtype), empty
     top = xp.astype(z == 0, z.dtype)
     count = xp.sum(top, axis=axes, keepdims=True)
     r = xp.sum(xp.exp(z) - top, axis=axes, keepdims=True) + (count - 1)
     empty = r == -1
-    zero = xp.asarray(0.0, dtype=z.dtype)
     return xp.log1p(xp.where(empty, zero, r)), empty
 
 
