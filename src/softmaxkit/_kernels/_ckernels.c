@@ -36,6 +36,7 @@
 #define PARALLEL_MIN 131072  /* fewer elements than this: one thread is faster */
 #define SHORT 16             /* rows this short take the transposed path */
 #define CHUNK 1024           /* rows per task on that path */
+#define SUM_PIECE 256        /* entries summed in the working dtype before double */
 #define LONG_ROW 65536       /* fewer rows than threads, this long: rows are shared */
 
 enum { OP_SOFTMAX = 0, OP_LOG_SOFTMAX = 1, OP_LOGSUMEXP = 2 };
@@ -111,9 +112,41 @@ INLINE double exp_d(double x) {
     return p * s1 * s2;
 }
 
+/* exp of z <= 0 (or NaN), as softmax needs after the max shift: no upper clamp. */
+INLINE float expneg_f(float x) {
+    x = x < -104.0f ? -104.0f : x;
+    const float magic = 12582912.0f;
+    float t = x * 1.44269504088896341f + magic;
+    float kf = t - magic;
+    int32_t ti;
+    memcpy(&ti, &t, 4);
+    int32_t k = ti - 0x4B400000;
+    float r = x - kf * 0.693359375f;
+    r = r - kf * -2.12194440e-4f;
+    /* Taylor to degree 6: truncation below 1.3e-7 relative on |r| <= ln2 / 2 */
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t k1 = k >> 1, k2 = k - k1;
+    int32_t b1 = (k1 + 127) << 23, b2 = (k2 + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, 4);
+    memcpy(&s2, &b2, 4);
+    return p * s1 * s2;
+}
+
+INLINE double expneg_d(double x) {
+    x = x < -746.0 ? -746.0 : x;
+    return exp_d(x);
+}
+
 /* ---- the kernels, once per dtype ------------------------------------------------------ */
 
-#define DEFINE_KERNELS(T, SUF, EXP)                                                          \
+#define DEFINE_KERNELS(T, SUF, EXP, EXPNEG)                                                          \
                                                                                              \
     INLINE T max_##SUF(const T *x, Py_ssize_t n) {                                           \
         T m = -INFINITY;                                                                     \
@@ -152,37 +185,52 @@ INLINE double exp_d(double x) {
                                double *top_out) {                                            \
         double s = 0, top = 0;                                                               \
         if (op == OP_SOFTMAX) {                                                              \
-            if (t == 1) {                                                                    \
-                _Pragma("omp simd reduction(+ : s)")                                         \
-                for (Py_ssize_t j = 0; j < n; j++) {                                         \
-                    T e = EXP(x[j] - m);                                                     \
-                    out[j] = e;                                                              \
-                    s += e;                                                                  \
+            /* Partial sums in T over pieces of SUM_PIECE entries (a few per vector lane, so \
+               float32 loses nothing measurable), added up in double: no conversion per entry. */\
+            for (Py_ssize_t j0 = 0; j0 < n; j0 += SUM_PIECE) {                               \
+                Py_ssize_t j1 = j0 + SUM_PIECE < n ? j0 + SUM_PIECE : n;                     \
+                T piece = 0;                                                                 \
+                if (t == 1) {                                                                \
+                    _Pragma("omp simd reduction(+ : piece)")                                 \
+                    for (Py_ssize_t j = j0; j < j1; j++) {                                   \
+                        T e = EXPNEG(x[j] - m);                                              \
+                        out[j] = e;                                                          \
+                        piece += e;                                                          \
+                    }                                                                        \
+                } else {                                                                     \
+                    _Pragma("omp simd reduction(+ : piece)")                                 \
+                    for (Py_ssize_t j = j0; j < j1; j++) {                                   \
+                        T e = EXPNEG((x[j] - m) / t);                                        \
+                        out[j] = e;                                                          \
+                        piece += e;                                                          \
+                    }                                                                        \
                 }                                                                            \
-            } else {                                                                         \
-                _Pragma("omp simd reduction(+ : s)")                                         \
-                for (Py_ssize_t j = 0; j < n; j++) {                                         \
-                    T e = EXP((x[j] - m) / t);                                               \
-                    out[j] = e;                                                              \
-                    s += e;                                                                  \
-                }                                                                            \
-            }                                                                                \
-        } else if (op == OP_LOG_SOFTMAX) {                                                   \
-            _Pragma("omp simd reduction(+ : s, top)")                                        \
-            for (Py_ssize_t j = 0; j < n; j++) {                                             \
-                T z = (x[j] - m) / t;                                                        \
-                out[j] = z;                                                                  \
-                T e = EXP(z);                                                                \
-                s += z == 0 ? (T)0 : e;                                                      \
-                top += z == 0 ? (T)1 : (T)0;                                                 \
+                s += piece;                                                                  \
             }                                                                                \
         } else {                                                                             \
-            _Pragma("omp simd reduction(+ : s, top)")                                        \
-            for (Py_ssize_t j = 0; j < n; j++) {                                             \
-                T z = x[j] - m;                                                              \
-                T e = EXP(z);                                                                \
-                s += z == 0 ? (T)0 : e;                                                      \
-                top += z == 0 ? (T)1 : (T)0;                                                 \
+            for (Py_ssize_t j0 = 0; j0 < n; j0 += SUM_PIECE) {                               \
+                Py_ssize_t j1 = j0 + SUM_PIECE < n ? j0 + SUM_PIECE : n;                     \
+                T piece = 0, count = 0;                                                      \
+                if (op == OP_LOG_SOFTMAX) {                                                  \
+                    _Pragma("omp simd reduction(+ : piece, count)")                          \
+                    for (Py_ssize_t j = j0; j < j1; j++) {                                   \
+                        T z = (x[j] - m) / t;                                                \
+                        out[j] = z;                                                          \
+                        T e = EXPNEG(z);                                                     \
+                        piece += z == 0 ? (T)0 : e;                                          \
+                        count += z == 0 ? (T)1 : (T)0;                                       \
+                    }                                                                        \
+                } else {                                                                     \
+                    _Pragma("omp simd reduction(+ : piece, count)")                          \
+                    for (Py_ssize_t j = j0; j < j1; j++) {                                   \
+                        T z = x[j] - m;                                                      \
+                        T e = EXPNEG(z);                                                     \
+                        piece += z == 0 ? (T)0 : e;                                          \
+                        count += z == 0 ? (T)1 : (T)0;                                       \
+                    }                                                                        \
+                }                                                                            \
+                s += piece;                                                                  \
+                top += count;                                                                \
             }                                                                                \
         }                                                                                    \
         *top_out = top;                                                                      \
@@ -285,7 +333,7 @@ INLINE double exp_d(double x) {
             T *oj = out + (op == OP_LOGSUMEXP ? 0 : j * inner);                              \
             if (op == OP_SOFTMAX) {                                                          \
                 for (int c = 0; c < w; c++) {                                                \
-                    T e = EXP((xj[c] - shift[c]) / t);                                       \
+                    T e = EXPNEG((xj[c] - shift[c]) / t);                                       \
                     oj[c] = e;                                                               \
                     s[c] += e;                                                               \
                 }                                                                            \
@@ -293,7 +341,7 @@ INLINE double exp_d(double x) {
                 for (int c = 0; c < w; c++) {                                                \
                     T z = (xj[c] - shift[c]) / t;                                            \
                     if (op == OP_LOG_SOFTMAX) oj[c] = z;                                     \
-                    T e = EXP(z);                                                            \
+                    T e = EXPNEG(z);                                                            \
                     s[c] += z == 0 ? (T)0 : e;                                               \
                     top[c] += z == 0;                                                        \
                 }                                                                            \
@@ -436,12 +484,19 @@ INLINE double exp_d(double x) {
                 const T *gi = g + i * n, *yi = y + i * n;                                    \
                 T *di = dx + i * n;                                                          \
                 double acc = 0;                                                              \
-                if (log) {                                                                   \
-                    _Pragma("omp simd reduction(+ : acc)")                                   \
-                    for (Py_ssize_t j = 0; j < n; j++) acc += yi[j] == -INFINITY ? (T)0 : gi[j];\
-                } else {                                                                     \
-                    _Pragma("omp simd reduction(+ : acc)")                                   \
-                    for (Py_ssize_t j = 0; j < n; j++) acc += yi[j] == 0 ? (T)0 : gi[j] * yi[j];\
+                for (Py_ssize_t j0 = 0; j0 < n; j0 += SUM_PIECE) {                           \
+                    Py_ssize_t j1 = j0 + SUM_PIECE < n ? j0 + SUM_PIECE : n;                 \
+                    T piece = 0;                                                             \
+                    if (log) {                                                               \
+                        _Pragma("omp simd reduction(+ : piece)")                             \
+                        for (Py_ssize_t j = j0; j < j1; j++)                                 \
+                            piece += yi[j] == -INFINITY ? (T)0 : gi[j];                      \
+                    } else {                                                                 \
+                        _Pragma("omp simd reduction(+ : piece)")                             \
+                        for (Py_ssize_t j = j0; j < j1; j++)                                 \
+                            piece += yi[j] == 0 ? (T)0 : gi[j] * yi[j];                      \
+                    }                                                                        \
+                    acc += piece;                                                            \
                 }                                                                            \
                 T a = (T)acc;                                                                \
                 if (log) {                                                                   \
@@ -491,13 +546,19 @@ INLINE double exp_d(double x) {
                 continue;                                                                    \
             }                                                                                \
             double s = 0, top = 0;                                                           \
-            _Pragma("omp simd reduction(+ : s, top)")                                        \
-            for (Py_ssize_t c = 0; c < C; c++) {                                             \
-                T z = xi[c] - m;                                                             \
-                T e = EXP(z);                                                                \
-                di[c] = e;                                                                   \
-                s += z == 0 ? (T)0 : e;                                                      \
-                top += z == 0 ? (T)1 : (T)0;                                                 \
+            for (Py_ssize_t c0 = 0; c0 < C; c0 += SUM_PIECE) {                               \
+                Py_ssize_t c1 = c0 + SUM_PIECE < C ? c0 + SUM_PIECE : C;                     \
+                T piece = 0, count = 0;                                                      \
+                _Pragma("omp simd reduction(+ : piece, count)")                              \
+                for (Py_ssize_t c = c0; c < c1; c++) {                                       \
+                    T z = xi[c] - m;                                                         \
+                    T e = EXPNEG(z);                                                         \
+                    di[c] = e;                                                               \
+                    piece += z == 0 ? (T)0 : e;                                              \
+                    count += z == 0 ? (T)1 : (T)0;                                           \
+                }                                                                            \
+                s += piece;                                                                  \
+                top += count;                                                                \
             }                                                                                \
             /* log(sum) as log1p of the non-max terms: exact for a confident row */          \
             double lrel = log1p(s + (top - 1)), total = s + top;                             \
@@ -530,8 +591,8 @@ INLINE double exp_d(double x) {
         return special;                                                                      \
     }                                                                                        \
 
-DEFINE_KERNELS(float, f, exp_f)
-DEFINE_KERNELS(double, d, exp_d)
+DEFINE_KERNELS(float, f, exp_f, expneg_f)
+DEFINE_KERNELS(double, d, exp_d, expneg_d)
 
 /* ---- Python bindings ------------------------------------------------------------------ */
 
