@@ -20,6 +20,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -37,6 +38,7 @@
 #define SHORT 16             /* rows this short take the transposed path */
 #define CHUNK 1024           /* rows per task on that path */
 #define SUM_PIECE 256        /* entries summed in the working dtype before double */
+#define STREAM_MIN (32 << 20) /* output bytes from which the last pass streams */
 #define LONG_ROW 65536       /* fewer rows than threads, this long: rows are shared */
 
 enum { OP_SOFTMAX = 0, OP_LOG_SOFTMAX = 1, OP_LOGSUMEXP = 2 };
@@ -142,6 +144,103 @@ INLINE float expneg_f(float x) {
 INLINE double expneg_d(double x) {
     x = x < -746.0 ? -746.0 : x;
     return exp_d(x);
+}
+
+/* ---- streaming stores ------------------------------------------------------------------
+ * The last pass over a large output writes it with non-temporal stores from a per-thread
+ * scratch row: the lines go to memory without first being read (no read-for-ownership),
+ * so memory sees one read of x and one write of the output, as in a copy (glibc's memcpy
+ * streams large copies the same way).  dst = src * a (softmax) or src - a (log_softmax). */
+typedef void (*stream_f_fn)(const float *, float *, Py_ssize_t, float, int);
+typedef void (*stream_d_fn)(const double *, double *, Py_ssize_t, double, int);
+
+static void stream_f_plain(const float *src, float *dst, Py_ssize_t n, float a, int mul) {
+    for (Py_ssize_t j = 0; j < n; j++) dst[j] = mul ? src[j] * a : src[j] - a;
+}
+
+static void stream_d_plain(const double *src, double *dst, Py_ssize_t n, double a, int mul) {
+    for (Py_ssize_t j = 0; j < n; j++) dst[j] = mul ? src[j] * a : src[j] - a;
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_STREAM 1
+
+__attribute__((target("avx512f"))) static void stream_f_512(const float *src, float *dst,
+                                                             Py_ssize_t n, float a, int mul) {
+    Py_ssize_t j = 0;
+    for (; j < n && ((uintptr_t)(dst + j) & 63); j++) dst[j] = mul ? src[j] * a : src[j] - a;
+    __m512 va = _mm512_set1_ps(a);
+    if (mul)
+        for (; j + 16 <= n; j += 16)
+            _mm512_stream_ps(dst + j, _mm512_mul_ps(_mm512_loadu_ps(src + j), va));
+    else
+        for (; j + 16 <= n; j += 16)
+            _mm512_stream_ps(dst + j, _mm512_sub_ps(_mm512_loadu_ps(src + j), va));
+    for (; j < n; j++) dst[j] = mul ? src[j] * a : src[j] - a;
+    _mm_sfence();
+}
+
+__attribute__((target("avx512f"))) static void stream_d_512(const double *src, double *dst,
+                                                             Py_ssize_t n, double a, int mul) {
+    Py_ssize_t j = 0;
+    for (; j < n && ((uintptr_t)(dst + j) & 63); j++) dst[j] = mul ? src[j] * a : src[j] - a;
+    __m512d va = _mm512_set1_pd(a);
+    if (mul)
+        for (; j + 8 <= n; j += 8)
+            _mm512_stream_pd(dst + j, _mm512_mul_pd(_mm512_loadu_pd(src + j), va));
+    else
+        for (; j + 8 <= n; j += 8)
+            _mm512_stream_pd(dst + j, _mm512_sub_pd(_mm512_loadu_pd(src + j), va));
+    for (; j < n; j++) dst[j] = mul ? src[j] * a : src[j] - a;
+    _mm_sfence();
+}
+
+__attribute__((target("avx"))) static void stream_f_256(const float *src, float *dst,
+                                                        Py_ssize_t n, float a, int mul) {
+    Py_ssize_t j = 0;
+    for (; j < n && ((uintptr_t)(dst + j) & 31); j++) dst[j] = mul ? src[j] * a : src[j] - a;
+    __m256 va = _mm256_set1_ps(a);
+    if (mul)
+        for (; j + 8 <= n; j += 8)
+            _mm256_stream_ps(dst + j, _mm256_mul_ps(_mm256_loadu_ps(src + j), va));
+    else
+        for (; j + 8 <= n; j += 8)
+            _mm256_stream_ps(dst + j, _mm256_sub_ps(_mm256_loadu_ps(src + j), va));
+    for (; j < n; j++) dst[j] = mul ? src[j] * a : src[j] - a;
+    _mm_sfence();
+}
+
+__attribute__((target("avx"))) static void stream_d_256(const double *src, double *dst,
+                                                        Py_ssize_t n, double a, int mul) {
+    Py_ssize_t j = 0;
+    for (; j < n && ((uintptr_t)(dst + j) & 31); j++) dst[j] = mul ? src[j] * a : src[j] - a;
+    __m256d va = _mm256_set1_pd(a);
+    if (mul)
+        for (; j + 4 <= n; j += 4)
+            _mm256_stream_pd(dst + j, _mm256_mul_pd(_mm256_loadu_pd(src + j), va));
+    else
+        for (; j + 4 <= n; j += 4)
+            _mm256_stream_pd(dst + j, _mm256_sub_pd(_mm256_loadu_pd(src + j), va));
+    for (; j < n; j++) dst[j] = mul ? src[j] * a : src[j] - a;
+    _mm_sfence();
+}
+#endif
+
+static stream_f_fn stream_f = stream_f_plain;
+static stream_d_fn stream_d = stream_d_plain;
+
+static void choose_stream(void) {
+#ifdef HAVE_STREAM
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        stream_f = stream_f_512;
+        stream_d = stream_d_512;
+    } else if (__builtin_cpu_supports("avx")) {
+        stream_f = stream_f_256;
+        stream_d = stream_d_256;
+    }
+#endif
 }
 
 /* ---- the kernels, once per dtype ------------------------------------------------------ */
@@ -252,19 +351,21 @@ INLINE double expneg_d(double x) {
     }                                                                                        \
                                                                                              \
     /* One contiguous row.  For OP_LOGSUMEXP, out is the single result. */                   \
-    INLINE void row_##SUF(const T *x, T *out, Py_ssize_t n, T t, int op) {                   \
+    INLINE void row_##SUF(const T *x, T *out, Py_ssize_t n, T t, int op, T *scratch) {       \
         T m = max_##SUF(x, n);                                                               \
         if (!(m > -INFINITY && m < INFINITY)) {                                              \
             special_##SUF(x, n, 1, out, m, op);                                              \
             return;                                                                          \
         }                                                                                    \
-        double top, s = sumexp_##SUF(x, out, n, m, t, op, &top);                             \
+        double top, s = sumexp_##SUF(x, scratch ? scratch : out, n, m, t, op, &top);         \
         if (op == OP_LOGSUMEXP)                                                              \
             out[0] = (T)(log1p(s + (top - 1)) + (double)m);                                  \
+        else if (scratch)                                                                    \
+            stream_##SUF(scratch, out, n, op == OP_SOFTMAX ? (T)(1 / s) : (T)log1p(s + (top - 1)),\
+                         op == OP_SOFTMAX);                                                  \
         else                                                                                 \
             finish_##SUF(out, n, s, top, op);                                                \
     }                                                                                        \
-                                                                                             \
     /* A row long enough to share between threads: each pass is split into pieces. */        \
     static void long_row_##SUF(const T *x, T *out, Py_ssize_t n, T t, int op) {              \
         enum { MAX_PIECES = 256 };                                                           \
@@ -408,9 +509,16 @@ INLINE double expneg_d(double x) {
             return;                                                                          \
         }                                                                                    \
         if (inner == 1) {                                                                    \
-            _Pragma("omp parallel for schedule(guided) if(parallel)")                        \
-            for (Py_ssize_t i = 0; i < outer; i++)                                           \
-                row_##SUF(x + i * n, out + i * out_n, n, t, op);                             \
+            /* outputs larger than the caches are streamed to memory from a scratch row */   \
+            int stream = op != OP_LOGSUMEXP && outer * n * (Py_ssize_t)sizeof(T) >= STREAM_MIN;\
+            _Pragma("omp parallel if(parallel)")                                             \
+            {                                                                                \
+                T *scratch = stream ? (T *)malloc((size_t)n * sizeof(T)) : NULL;             \
+                _Pragma("omp for schedule(guided)")                                          \
+                for (Py_ssize_t i = 0; i < outer; i++)                                       \
+                    row_##SUF(x + i * n, out + i * out_n, n, t, op, scratch);                \
+                free(scratch);                                                               \
+            }                                                                                \
             return;                                                                          \
         }                                                                                    \
         Py_ssize_t blocks = (inner + BLOCK - 1) / BLOCK;                                     \
@@ -725,4 +833,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ckernels", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__ckernels(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__ckernels(void) {
+    choose_stream();
+    return PyModule_Create(&module);
+}
