@@ -233,8 +233,29 @@ def softmax(x: Array, /, axis: Axis = -1, *, temperature: float = 1.0, where: An
         return xp.astype(x, prep.out_dtype)
     if is_numpy(x) and _kernels.enabled():
         return _kernels.softmax(x, prep.axes, prep.temperature, prep.out_dtype)
-    p = fused(_softmax_core, x, prep.temperature, axes=prep.axes)
+    p = _torch_softmax(xp, x, prep.axes, prep.temperature) if is_torch(x) else None
+    if p is None:
+        p = fused(_softmax_core, x, prep.temperature, axes=prep.axes)
     return as_result(cast(xp, p, prep.out_dtype))
+
+
+def _torch_softmax(xp: ModuleType, x: Array, axes: tuple[int, ...], temperature: float):
+    """torch's own fused softmax where its answer is ours, else None.
+
+    It is along one axis at temperature 1 when every slice max is finite
+    (``-inf`` and masked entries included).  ``+inf`` and NaN slices, and all
+    ``-inf`` ones, where torch returns NaN, take the portable path; so does any
+    other temperature, since ``x / T - max(x / T)`` (all torch offers) rounds
+    by ``|x / T|`` where ``(x - max) / T`` rounds by its own size, and can
+    overflow.  Finding out costs one ``amax``.
+    """
+    if len(axes) != 1 or temperature != 1.0:
+        return None
+    import torch
+
+    if not _host_knows_finite(xp, torch.amax(x.detach(), dim=axes[0], keepdim=True)):
+        return None
+    return torch.softmax(x, dim=axes[0])
 
 
 def _softmax_core(x: Array, temperature: Any, *, axes: tuple[int, ...]) -> Array:
