@@ -271,6 +271,19 @@ def test_fused_cross_entropy_equals_portable(dtype, reduction, label_smoothing, 
         np.testing.assert_allclose(c, p, rtol=rtol, atol=rtol * 1e-2)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fused_cross_entropy_streams_large_gradients_to_the_same_values(weighted):
+    rng = np.random.default_rng(7)
+    x = (3 * rng.standard_normal((1030, 8193))).astype(np.float32)
+    t = rng.integers(0, 8193, 1030)
+    t[:4] = -100
+    w = rng.random(8193).astype(np.float32) + 0.5 if weighted else None
+    kwargs = dict(weight=w, label_smoothing=0.1)
+    (loss_p, grad_p), (loss_c, grad_c) = _both(sk.cross_entropy_grad, x, t, **kwargs)
+    np.testing.assert_allclose(loss_c, loss_p, rtol=1e-5)
+    np.testing.assert_allclose(grad_c, grad_p, rtol=1e-5, atol=1e-5 * np.abs(grad_p).max())
+
+
 def test_fused_cross_entropy_leaves_nonfinite_rows_to_the_portable_path():
     x = np.array([[1.0, INF, 0.0], [-INF, -INF, -INF], [0.0, 1.0, 2.0], [np.nan, 0.0, 0.0]])
     t = np.array([1, 0, 2, 0])

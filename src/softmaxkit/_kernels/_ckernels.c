@@ -150,16 +150,17 @@ INLINE double expneg_d(double x) {
  * The last pass over a large output writes it with non-temporal stores from a per-thread
  * scratch row: the lines go to memory without first being read (no read-for-ownership),
  * so memory sees one read of x and one write of the output, as in a copy (glibc's memcpy
- * streams large copies the same way).  dst = src * a (softmax) or src - a (log_softmax). */
-typedef void (*stream_f_fn)(const float *, float *, Py_ssize_t, float, int);
-typedef void (*stream_d_fn)(const double *, double *, Py_ssize_t, double, int);
+ * streams large copies the same way).  dst = src * a + b, rounded after the product and
+ * after the sum (softmax: b = 0; log_softmax: a = 1, b = -L; cross-entropy: b = -eps / C). */
+typedef void (*stream_f_fn)(const float *, float *, Py_ssize_t, float, float);
+typedef void (*stream_d_fn)(const double *, double *, Py_ssize_t, double, double);
 
-static void stream_f_plain(const float *src, float *dst, Py_ssize_t n, float a, int mul) {
-    for (Py_ssize_t j = 0; j < n; j++) dst[j] = mul ? src[j] * a : src[j] - a;
+static void stream_f_plain(const float *src, float *dst, Py_ssize_t n, float a, float b) {
+    for (Py_ssize_t j = 0; j < n; j++) dst[j] = src[j] * a + b;
 }
 
-static void stream_d_plain(const double *src, double *dst, Py_ssize_t n, double a, int mul) {
-    for (Py_ssize_t j = 0; j < n; j++) dst[j] = mul ? src[j] * a : src[j] - a;
+static void stream_d_plain(const double *src, double *dst, Py_ssize_t n, double a, double b) {
+    for (Py_ssize_t j = 0; j < n; j++) dst[j] = src[j] * a + b;
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -167,62 +168,46 @@ static void stream_d_plain(const double *src, double *dst, Py_ssize_t n, double 
 #define HAVE_STREAM 1
 
 __attribute__((target("avx512f"))) static void stream_f_512(const float *src, float *dst,
-                                                             Py_ssize_t n, float a, int mul) {
+                                                             Py_ssize_t n, float a, float b) {
     Py_ssize_t j = 0;
-    for (; j < n && ((uintptr_t)(dst + j) & 63); j++) dst[j] = mul ? src[j] * a : src[j] - a;
-    __m512 va = _mm512_set1_ps(a);
-    if (mul)
-        for (; j + 16 <= n; j += 16)
-            _mm512_stream_ps(dst + j, _mm512_mul_ps(_mm512_loadu_ps(src + j), va));
-    else
-        for (; j + 16 <= n; j += 16)
-            _mm512_stream_ps(dst + j, _mm512_sub_ps(_mm512_loadu_ps(src + j), va));
-    for (; j < n; j++) dst[j] = mul ? src[j] * a : src[j] - a;
+    for (; j < n && ((uintptr_t)(dst + j) & 63); j++) dst[j] = src[j] * a + b;
+    __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
+    for (; j + 16 <= n; j += 16)
+        _mm512_stream_ps(dst + j, _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(src + j), va), vb));
+    for (; j < n; j++) dst[j] = src[j] * a + b;
     _mm_sfence();
 }
 
 __attribute__((target("avx512f"))) static void stream_d_512(const double *src, double *dst,
-                                                             Py_ssize_t n, double a, int mul) {
+                                                             Py_ssize_t n, double a, double b) {
     Py_ssize_t j = 0;
-    for (; j < n && ((uintptr_t)(dst + j) & 63); j++) dst[j] = mul ? src[j] * a : src[j] - a;
-    __m512d va = _mm512_set1_pd(a);
-    if (mul)
-        for (; j + 8 <= n; j += 8)
-            _mm512_stream_pd(dst + j, _mm512_mul_pd(_mm512_loadu_pd(src + j), va));
-    else
-        for (; j + 8 <= n; j += 8)
-            _mm512_stream_pd(dst + j, _mm512_sub_pd(_mm512_loadu_pd(src + j), va));
-    for (; j < n; j++) dst[j] = mul ? src[j] * a : src[j] - a;
+    for (; j < n && ((uintptr_t)(dst + j) & 63); j++) dst[j] = src[j] * a + b;
+    __m512d va = _mm512_set1_pd(a), vb = _mm512_set1_pd(b);
+    for (; j + 8 <= n; j += 8)
+        _mm512_stream_pd(dst + j, _mm512_add_pd(_mm512_mul_pd(_mm512_loadu_pd(src + j), va), vb));
+    for (; j < n; j++) dst[j] = src[j] * a + b;
     _mm_sfence();
 }
 
 __attribute__((target("avx"))) static void stream_f_256(const float *src, float *dst,
-                                                        Py_ssize_t n, float a, int mul) {
+                                                        Py_ssize_t n, float a, float b) {
     Py_ssize_t j = 0;
-    for (; j < n && ((uintptr_t)(dst + j) & 31); j++) dst[j] = mul ? src[j] * a : src[j] - a;
-    __m256 va = _mm256_set1_ps(a);
-    if (mul)
-        for (; j + 8 <= n; j += 8)
-            _mm256_stream_ps(dst + j, _mm256_mul_ps(_mm256_loadu_ps(src + j), va));
-    else
-        for (; j + 8 <= n; j += 8)
-            _mm256_stream_ps(dst + j, _mm256_sub_ps(_mm256_loadu_ps(src + j), va));
-    for (; j < n; j++) dst[j] = mul ? src[j] * a : src[j] - a;
+    for (; j < n && ((uintptr_t)(dst + j) & 31); j++) dst[j] = src[j] * a + b;
+    __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
+    for (; j + 8 <= n; j += 8)
+        _mm256_stream_ps(dst + j, _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(src + j), va), vb));
+    for (; j < n; j++) dst[j] = src[j] * a + b;
     _mm_sfence();
 }
 
 __attribute__((target("avx"))) static void stream_d_256(const double *src, double *dst,
-                                                        Py_ssize_t n, double a, int mul) {
+                                                        Py_ssize_t n, double a, double b) {
     Py_ssize_t j = 0;
-    for (; j < n && ((uintptr_t)(dst + j) & 31); j++) dst[j] = mul ? src[j] * a : src[j] - a;
-    __m256d va = _mm256_set1_pd(a);
-    if (mul)
-        for (; j + 4 <= n; j += 4)
-            _mm256_stream_pd(dst + j, _mm256_mul_pd(_mm256_loadu_pd(src + j), va));
-    else
-        for (; j + 4 <= n; j += 4)
-            _mm256_stream_pd(dst + j, _mm256_sub_pd(_mm256_loadu_pd(src + j), va));
-    for (; j < n; j++) dst[j] = mul ? src[j] * a : src[j] - a;
+    for (; j < n && ((uintptr_t)(dst + j) & 31); j++) dst[j] = src[j] * a + b;
+    __m256d va = _mm256_set1_pd(a), vb = _mm256_set1_pd(b);
+    for (; j + 4 <= n; j += 4)
+        _mm256_stream_pd(dst + j, _mm256_add_pd(_mm256_mul_pd(_mm256_loadu_pd(src + j), va), vb));
+    for (; j < n; j++) dst[j] = src[j] * a + b;
     _mm_sfence();
 }
 #endif
@@ -361,8 +346,8 @@ static void choose_stream(void) {
         if (op == OP_LOGSUMEXP)                                                              \
             out[0] = (T)(log1p(s + (top - 1)) + (double)m);                                  \
         else if (scratch)                                                                    \
-            stream_##SUF(scratch, out, n, op == OP_SOFTMAX ? (T)(1 / s) : (T)log1p(s + (top - 1)),\
-                         op == OP_SOFTMAX);                                                  \
+            stream_##SUF(scratch, out, n, op == OP_SOFTMAX ? (T)(1 / s) : (T)1,                  \
+                         op == OP_SOFTMAX ? (T)0 : -(T)log1p(s + (top - 1)));                \
         else                                                                                 \
             finish_##SUF(out, n, s, top, op);                                                \
     }                                                                                        \
@@ -637,64 +622,75 @@ static void choose_stream(void) {
                                       int64_t ignore, double eps, double sum_w, double scale) {\
         Py_ssize_t special = 0;                                                              \
         int parallel = N * C >= PARALLEL_MIN;                                                \
+        int stream = N * C * (Py_ssize_t)sizeof(T) >= STREAM_MIN;                            \
         double u = eps / (double)C;                                                          \
-        _Pragma("omp parallel for schedule(guided) reduction(+ : special) if(parallel)")     \
-        for (Py_ssize_t i = 0; i < N; i++) {                                                 \
-            const T *xi = x + i * C;                                                         \
-            T *di = dx + i * C;                                                              \
-            int64_t t = tg[i];                                                               \
-            if (t == ignore) {                                                               \
-                for (Py_ssize_t c = 0; c < C; c++) di[c] = 0;                                \
-                loss[i] = 0;                                                                 \
-                continue;                                                                    \
-            }                                                                                \
-            T m = max_##SUF(xi, C);                                                          \
-            if (!(m > -INFINITY && m < INFINITY)) {                                          \
-                special++;                                                                   \
-                continue;                                                                    \
-            }                                                                                \
-            double s = 0, top = 0;                                                           \
-            for (Py_ssize_t c0 = 0; c0 < C; c0 += SUM_PIECE) {                               \
-                Py_ssize_t c1 = c0 + SUM_PIECE < C ? c0 + SUM_PIECE : C;                     \
-                T piece = 0, count = 0;                                                      \
-                _Pragma("omp simd reduction(+ : piece, count)")                              \
-                for (Py_ssize_t c = c0; c < c1; c++) {                                       \
-                    T z = xi[c] - m;                                                         \
-                    T e = EXPNEG(z);                                                         \
-                    di[c] = e;                                                               \
-                    piece += z == 0 ? (T)0 : e;                                              \
-                    count += z == 0 ? (T)1 : (T)0;                                           \
+        _Pragma("omp parallel if(parallel) reduction(+ : special)")                          \
+        {                                                                                    \
+            /* large outputs: exp(z) goes to a scratch row, dx is streamed from it */        \
+            T *scratch = stream ? (T *)malloc((size_t)C * sizeof(T)) : NULL;                 \
+            _Pragma("omp for schedule(guided)")                                              \
+            for (Py_ssize_t i = 0; i < N; i++) {                                             \
+                const T *xi = x + i * C;                                                     \
+                T *di = dx + i * C;                                                          \
+                T *ei = scratch ? scratch : di;                                              \
+                int64_t t = tg[i];                                                           \
+                if (t == ignore) {                                                           \
+                    for (Py_ssize_t c = 0; c < C; c++) di[c] = 0;                            \
+                    loss[i] = 0;                                                             \
+                    continue;                                                                \
                 }                                                                            \
-                s += piece;                                                                  \
-                top += count;                                                                \
-            }                                                                                \
-            /* log(sum) as log1p of the non-max terms: exact for a confident row */          \
-            double lrel = log1p(s + (top - 1)), total = s + top;                             \
-            double w_t = wt ? (double)wt[t] : 1.0;                                           \
-            double main = w_t == 0 ? 0 : w_t * ((double)m - (double)xi[t] + lrel);           \
-            double row = (1 - eps) * main, qsum = (1 - eps) * w_t + u * sum_w;               \
-            if (eps != 0) {                                                                  \
-                double acc = 0;                                                              \
-                if (wt) {                                                                    \
-                    _Pragma("omp simd reduction(+ : acc)")                                   \
-                    for (Py_ssize_t c = 0; c < C; c++)                                       \
-                        acc += wt[c] == 0 ? 0.0 : (double)wt[c] * ((double)m - (double)xi[c] + lrel);\
+                T m = max_##SUF(xi, C);                                                      \
+                if (!(m > -INFINITY && m < INFINITY)) {                                      \
+                    special++;                                                               \
+                    continue;                                                                \
+                }                                                                            \
+                double s = 0, top = 0;                                                       \
+                for (Py_ssize_t c0 = 0; c0 < C; c0 += SUM_PIECE) {                           \
+                    Py_ssize_t c1 = c0 + SUM_PIECE < C ? c0 + SUM_PIECE : C;                 \
+                    T piece = 0, count = 0;                                                  \
+                    _Pragma("omp simd reduction(+ : piece, count)")                          \
+                    for (Py_ssize_t c = c0; c < c1; c++) {                                   \
+                        T z = xi[c] - m;                                                     \
+                        T e = EXPNEG(z);                                                     \
+                        ei[c] = e;                                                           \
+                        piece += z == 0 ? (T)0 : e;                                          \
+                        count += z == 0 ? (T)1 : (T)0;                                       \
+                    }                                                                        \
+                    s += piece;                                                              \
+                    top += count;                                                            \
+                }                                                                            \
+                /* log(sum) as log1p of the non-max terms: exact for a confident row */      \
+                double lrel = log1p(s + (top - 1)), total = s + top;                         \
+                double w_t = wt ? (double)wt[t] : 1.0;                                       \
+                double main = w_t == 0 ? 0 : w_t * ((double)m - (double)xi[t] + lrel);       \
+                double row = (1 - eps) * main, qsum = (1 - eps) * w_t + u * sum_w;           \
+                if (eps != 0) {                                                              \
+                    double acc = 0;                                                          \
+                    if (wt) {                                                                \
+                        _Pragma("omp simd reduction(+ : acc)")                               \
+                        for (Py_ssize_t c = 0; c < C; c++)                                   \
+                            acc += wt[c] == 0 ? 0.0                                          \
+                                              : (double)wt[c] * ((double)m - (double)xi[c] + lrel);\
+                    } else {                                                                 \
+                        _Pragma("omp simd reduction(+ : acc)")                               \
+                        for (Py_ssize_t c = 0; c < C; c++) acc += (double)m - (double)xi[c] + lrel;\
+                    }                                                                        \
+                    row += u * acc;                                                          \
+                }                                                                            \
+                loss[i] = row;                                                               \
+                T a = (T)(qsum * scale / total), b = (T)(u * scale);                         \
+                if (eps != 0 && wt) {                                                        \
+                    _Pragma("omp simd")                                                      \
+                    for (Py_ssize_t c = 0; c < C; c++) di[c] = a * ei[c] - b * wt[c];        \
+                } else if (scratch) {                                                        \
+                    stream_##SUF(ei, di, C, a, -b);                                          \
                 } else {                                                                     \
-                    _Pragma("omp simd reduction(+ : acc)")                                   \
-                    for (Py_ssize_t c = 0; c < C; c++) acc += (double)m - (double)xi[c] + lrel;\
+                    _Pragma("omp simd")                                                      \
+                    for (Py_ssize_t c = 0; c < C; c++) di[c] = a * di[c] - b;                \
                 }                                                                            \
-                row += u * acc;                                                              \
+                di[t] -= (T)((1 - eps) * w_t * scale);                                       \
             }                                                                                \
-            loss[i] = row;                                                                   \
-            T a = (T)(qsum * scale / total), b = (T)(u * scale);                             \
-            if (eps != 0 && wt) {                                                            \
-                _Pragma("omp simd")                                                          \
-                for (Py_ssize_t c = 0; c < C; c++) di[c] = a * di[c] - b * wt[c];            \
-            } else {                                                                         \
-                _Pragma("omp simd")                                                          \
-                for (Py_ssize_t c = 0; c < C; c++) di[c] = a * di[c] - b;                    \
-            }                                                                                \
-            di[t] -= (T)((1 - eps) * w_t * scale);                                           \
+            free(scratch);                                                                   \
         }                                                                                    \
         return special;                                                                      \
     }                                                                                        \
