@@ -39,6 +39,7 @@
 #define CHUNK 1024           /* rows per task on that path */
 #define SUM_PIECE 256        /* entries summed in the working dtype before double */
 #define STREAM_MIN (32 << 20) /* output bytes from which the last pass streams */
+#define ROW_PIECE 32         /* rows summed in the working dtype on a non-last axis */
 #define LONG_ROW 65536       /* fewer rows than threads, this long: rows are shared */
 
 enum { OP_SOFTMAX = 0, OP_LOG_SOFTMAX = 1, OP_LOGSUMEXP = 2 };
@@ -414,23 +415,39 @@ static void choose_stream(void) {
             special |= !finite;                                                              \
             shift[c] = finite ? m[c] : (T)0;                                                 \
         }                                                                                    \
-        for (Py_ssize_t j = 0; j < n; j++) {                                                 \
-            const T *xj = x + j * inner;                                                     \
-            T *oj = out + (op == OP_LOGSUMEXP ? 0 : j * inner);                              \
-            if (op == OP_SOFTMAX) {                                                          \
-                for (int c = 0; c < w; c++) {                                                \
-                    T e = EXPNEG((xj[c] - shift[c]) / t);                                       \
-                    oj[c] = e;                                                               \
-                    s[c] += e;                                                               \
+        /* sums per column in T over ROW_PIECE rows at a time, then in double */             \
+        for (Py_ssize_t j0 = 0; j0 < n; j0 += ROW_PIECE) {                                   \
+            Py_ssize_t j1 = j0 + ROW_PIECE < n ? j0 + ROW_PIECE : n;                         \
+            T ps[BLOCK], pt[BLOCK];                                                          \
+            for (int c = 0; c < w; c++) ps[c] = pt[c] = 0;                                   \
+            for (Py_ssize_t j = j0; j < j1; j++) {                                           \
+                const T *xj = x + j * inner;                                                 \
+                T *oj = out + (op == OP_LOGSUMEXP ? 0 : j * inner);                          \
+                if (op == OP_SOFTMAX && t == 1) {                                            \
+                    for (int c = 0; c < w; c++) {                                            \
+                        T e = EXPNEG(xj[c] - shift[c]);                                      \
+                        oj[c] = e;                                                           \
+                        ps[c] += e;                                                          \
+                    }                                                                        \
+                } else if (op == OP_SOFTMAX) {                                               \
+                    for (int c = 0; c < w; c++) {                                            \
+                        T e = EXPNEG((xj[c] - shift[c]) / t);                                \
+                        oj[c] = e;                                                           \
+                        ps[c] += e;                                                          \
+                    }                                                                        \
+                } else {                                                                     \
+                    for (int c = 0; c < w; c++) {                                            \
+                        T z = t == 1 ? xj[c] - shift[c] : (xj[c] - shift[c]) / t;            \
+                        if (op == OP_LOG_SOFTMAX) oj[c] = z;                                 \
+                        T e = EXPNEG(z);                                                     \
+                        ps[c] += z == 0 ? (T)0 : e;                                          \
+                        pt[c] += z == 0 ? (T)1 : (T)0;                                       \
+                    }                                                                        \
                 }                                                                            \
-            } else {                                                                         \
-                for (int c = 0; c < w; c++) {                                                \
-                    T z = (xj[c] - shift[c]) / t;                                            \
-                    if (op == OP_LOG_SOFTMAX) oj[c] = z;                                     \
-                    T e = EXPNEG(z);                                                            \
-                    s[c] += z == 0 ? (T)0 : e;                                               \
-                    top[c] += z == 0;                                                        \
-                }                                                                            \
+            }                                                                                \
+            for (int c = 0; c < w; c++) {                                                    \
+                s[c] += ps[c];                                                               \
+                top[c] += pt[c];                                                             \
             }                                                                                \
         }                                                                                    \
         if (op == OP_SOFTMAX) {                                                              \
