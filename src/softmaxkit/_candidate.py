@@ -210,7 +210,7 @@ def _prepare(
 
     return _Batch(
         xp,
-        xp.astype(inputs, work),
+        xp.astype(inputs, work, copy=False),
         put(labels_np.astype(np.int64), xp.int64),
         put(sampled, xp.int64),
         put(true_count, work),
@@ -222,7 +222,7 @@ def _prepare(
 def _gather(xp: ModuleType, table: Array | None, ids: Array, dtype: Any) -> Array | None:
     if table is None:
         return None
-    return xp.astype(xp.take(table, ids, axis=0), dtype)
+    return xp.astype(xp.take(table, ids, axis=0), dtype, copy=False)
 
 
 def _logits(
@@ -280,7 +280,7 @@ def _rows(
     ids = xp.concat([xp.reshape(b.labels, (-1,)), b.sampled])
     dtype = b.inputs.dtype
     take = take_weights if take_weights is not None else lambda t, i: xp.take(t, i, axis=0)
-    w = xp.astype(take(weights, ids), dtype)
+    w = xp.astype(take(weights, ids), dtype, copy=False)
     bias = _gather(xp, biases, ids, dtype)
     n = batch * num_true
     true_w = xp.reshape(w[:n, ...], (batch, num_true, -1))
@@ -411,7 +411,10 @@ def sampled_logits(
         subtract_log_q=subtract_log_q,
     )
     xp = b.xp
-    return as_result(xp.astype(logits, b.out_dtype)), as_result(xp.astype(targets, b.out_dtype))
+    return (
+        as_result(xp.astype(logits, b.out_dtype, copy=False)),
+        as_result(xp.astype(targets, b.out_dtype, copy=False)),
+    )
 
 
 def sampled_softmax_loss(
