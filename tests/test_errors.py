@@ -36,6 +36,11 @@ def test_temperature_must_be_finite_and_positive(engine, fn, temperature):
         fn(engine.asarray([1.0, 2.0]), temperature=temperature)
 
 
+def test_temperature_beyond_any_float_is_not_finite():
+    with pytest.raises(sk.SoftmaxkitValueError, match="`temperature` must be finite and > 0"):
+        sk.softmax(np.array([1.0, 2.0]), temperature=10**400)
+
+
 @pytest.mark.parametrize("temperature", ["hot", None, [1.0, 2.0]], ids=str)
 def test_temperature_must_be_a_number(temperature):
     with pytest.raises(sk.SoftmaxkitTypeError, match="`temperature` must be a finite number"):

@@ -178,13 +178,18 @@ def validate_temperature(temperature: Any) -> float:
     A tensor that requires grad, or a JAX tracer, is refused rather than read as
     a float, which would silently drop its gradient.
     """
-    if (is_torch(temperature) and temperature.requires_grad) or not is_concrete(temperature):
+    if type(temperature) is float:  # the common case, kept cheap for small arrays
+        if math.isfinite(temperature) and temperature > 0:
+            return float(temperature)
+    elif (is_torch(temperature) and temperature.requires_grad) or not is_concrete(temperature):
         raise SoftmaxkitTypeError(
             "`temperature` must be a plain number, not a differentiable or traced array; "
             f"got {type(temperature).__name__}; to learn a temperature, pass x / temperature"
         )
     try:
         value = float(temperature)
+    except OverflowError:  # an int beyond any float
+        value = math.inf
     except (TypeError, ValueError):
         raise SoftmaxkitTypeError(
             f"`temperature` must be a finite number > 0; got {temperature!r}"
