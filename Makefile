@@ -1,7 +1,7 @@
 # Two commands for a fresh machine: `make demo` and `make test`.
 # Both create .venv if missing and install the package with every extra and
-# the development tools; the stamp file re-runs the install when
-# pyproject.toml changes.
+# the development tools; the stamp file re-runs the install (which also
+# rebuilds the C kernels in place) when the build files or the C source change.
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/softmaxkit/_kernels/_ckernels.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
