@@ -309,3 +309,26 @@ def test_autodiff_gives_neg_inf_inputs_of_log_softmax_zero_grad(name):
         (sk.log_softmax(xt) * torch.from_numpy(w)).sum().backward()
         got = xt.grad.numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-16)
+
+
+@pytest.mark.parametrize("fn", [sk.softmax, sk.log_softmax, sk.logsumexp], ids=lambda f: f.__name__)
+def test_torch_float32_fast_paths_keep_values_and_gradients(fn):
+    """float32 torch along one axis goes through torch's own fused functions (log_softmax and
+    logsumexp in float64); values and gradients, the -inf entries' 0 included, must stay ours."""
+    x, w = sample((5, 7))
+    x[1, [0, 4]] = -np.inf
+    w = w if fn is not sk.logsumexp else w[:, 0]
+    x32 = torch.tensor(x, dtype=torch.float32, requires_grad=True)
+    y32 = fn(x32)
+    (_finite(y32) * torch.tensor(w, dtype=torch.float32)).sum().backward()
+    x64 = _t(x)
+    y64 = fn(x64)
+    (_finite(y64) * torch.from_numpy(w)).sum().backward()
+    assert y32.dtype == torch.float32
+    np.testing.assert_allclose(y32.detach().numpy(), y64.detach().numpy(), rtol=2e-7, atol=1e-7)
+    np.testing.assert_allclose(x32.grad.numpy(), x64.grad.numpy(), rtol=1e-5, atol=1e-6)
+    assert (x32.grad.numpy()[1, [0, 4]] == 0).all()
+    if fn is sk.log_softmax:  # without the finite filter the -inf inputs still get 0
+        x32.grad = None
+        (fn(x32) * torch.tensor(w, dtype=torch.float32)).sum().backward()
+        assert (x32.grad.numpy()[1, [0, 4]] == 0).all()
