@@ -296,39 +296,8 @@ def log_softmax(
         return xp.astype(x, prep.out_dtype)
     if is_numpy(x) and _kernels.enabled():
         return _kernels.log_softmax(x, prep.axes, prep.temperature, prep.out_dtype)
-    out = _torch_log_softmax(xp, x, prep.axes, prep.temperature) if is_torch(x) else None
-    if out is None:
-        out = fused(_log_softmax_core, x, prep.temperature, axes=prep.axes)
+    out = fused(_log_softmax_core, x, prep.temperature, axes=prep.axes)
     return as_result(cast(xp, out, prep.out_dtype))
-
-
-def _torch_in_float64(xp: ModuleType, x: Array, axes: tuple[int, ...], temperature: float) -> bool:
-    """Whether torch's fused float64 log_softmax / logsumexp give our answer for ``x``.
-
-    They do for float32 along one axis at temperature 1 when every slice max is
-    finite: float64 keeps ``log(sum)`` accurate where one entry dominates (as
-    :func:`_log_sum` does), and the final rounding to float32 hides the rest.
-    """
-    if len(axes) != 1 or temperature != 1.0 or x.dtype != xp.float32:
-        return False
-    if x.device.type not in ("cpu", "cuda"):  # no float64 on MPS
-        return False
-    import torch
-
-    return _host_knows_finite(xp, torch.amax(x.detach(), dim=axes[0], keepdim=True))
-
-
-def _torch_log_softmax(xp: ModuleType, x: Array, axes: tuple[int, ...], temperature: float):
-    if not _torch_in_float64(xp, x, axes, temperature):
-        return None
-    import torch
-
-    # Casting first is faster than log_softmax's own dtype= (measured on CPU).
-    out = torch.log_softmax(x.to(torch.float64), dim=axes[0]).to(x.dtype)
-    if x.requires_grad:
-        # torch passes the upstream gradient on to -inf inputs; ours gives them 0.
-        out = torch.where(x == -torch.inf, torch.tensor(-torch.inf, dtype=x.dtype), out)
-    return out
 
 
 def _log_softmax_core(x: Array, temperature: Any, *, axes: tuple[int, ...]) -> Array:
@@ -386,11 +355,6 @@ def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: An
         return as_result(out if keepdims else xp.squeeze(out, axis=prep.axes))
     if is_numpy(x) and _kernels.enabled():
         out = _kernels.logsumexp(x, prep.axes, prep.out_dtype)
-    elif is_torch(x) and _torch_in_float64(xp, x, prep.axes, 1.0):
-        import torch
-
-        out = torch.logsumexp(x.to(torch.float64), dim=prep.axes[0], keepdim=True)
-        out = cast(xp, out, prep.out_dtype)
     else:
         out = cast(xp, fused(_logsumexp_core, x, axes=prep.axes), prep.out_dtype)
     return as_result(out if keepdims else xp.squeeze(out, axis=prep.axes))
