@@ -72,8 +72,19 @@ def test_numpy_grad_equals_plain_torch(reduction, eps, bias, ignore, chunk):
     np.testing.assert_allclose(loss, want[0], rtol=1e-12, atol=1e-14)
 
 
+@pytest.fixture(params=["numpy", "torch"])
+def torch_code(request, monkeypatch):
+    """CPU tensors run the NumPy code by default; "torch" forces the torch ops GPUs take."""
+    from softmaxkit import _linear_ce
+
+    monkeypatch.setattr(_linear_ce, "_CPU_TENSORS_VIA_NUMPY", request.param == "numpy")
+    return request.param
+
+
 @pytest.mark.parametrize(("reduction", "eps", "bias", "ignore", "chunk"), OPTIONS[::3])
-def test_torch_autograd_function_equals_plain_torch(reduction, eps, bias, ignore, chunk):
+def test_torch_autograd_function_equals_plain_torch(
+    reduction, eps, bias, ignore, chunk, torch_code
+):
     x, w, b, t = _problem(1, bias=bias, ignore=ignore)
     xt = torch.tensor(x, requires_grad=True)
     wt = torch.tensor(w, requires_grad=True)
@@ -94,7 +105,7 @@ def test_torch_autograd_function_equals_plain_torch(reduction, eps, bias, ignore
         np.testing.assert_allclose(bt.grad.numpy(), want[3], rtol=1e-12, atol=1e-14)
 
 
-def test_torch_function_saves_no_logits():
+def test_torch_function_saves_no_logits(torch_code):
     x, w, _, t = _problem(2)
     xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
     loss = sk.linear_cross_entropy(xt, wt, torch.tensor(t), chunk_size=4)
@@ -103,7 +114,7 @@ def test_torch_function_saves_no_logits():
     assert any(s.shape == (N,) for s in saved)  # one logsumexp per row
 
 
-def test_torch_grad_function_returns_the_three_gradients():
+def test_torch_grad_function_returns_the_three_gradients(torch_code):
     x, w, b, t = _problem(3)
     loss, dx, dw, db = sk.linear_cross_entropy_grad(
         torch.tensor(x), torch.tensor(w), torch.tensor(t), bias=torch.tensor(b)
