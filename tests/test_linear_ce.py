@@ -55,7 +55,7 @@ def _torch_plain(x, w, b, t, reduction, label_smoothing, grad_output=None):
 
 
 @pytest.mark.parametrize(("reduction", "eps", "bias", "ignore", "chunk"), OPTIONS)
-def test_numpy_grad_equals_plain_torch(reduction, eps, bias, ignore, chunk):
+def test_numpy_grad_equals_plain_torch(reduction, eps, bias, ignore, chunk, kernel_path):
     x, w, b, t = _problem(bias=bias, ignore=ignore)
     got = sk.linear_cross_entropy_grad(
         x, w, t, bias=b, reduction=reduction, label_smoothing=eps, chunk_size=chunk

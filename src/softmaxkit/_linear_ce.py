@@ -188,19 +188,28 @@ def _np_backward(x, w, b, opt: _Options, lse: np.ndarray, scales: np.ndarray):
     dw = np.empty_like(w)
     db = np.empty(opt.v, dtype=dtype) if b is not None else None
     buf = np.empty(opt.n * opt.chunk, dtype=dtype)
+    from . import _kernels
+
+    fused = _kernels.enabled()
+    lse = np.ascontiguousarray(lse, dtype=np.float64)
+    scales = np.ascontiguousarray(scales, dtype=np.float64)
     shift = lse.astype(dtype)[:, None]
     scale = scales.astype(dtype)[:, None]
-    smooth = dtype.type(opt.eps / opt.v)
+    smooth = opt.eps / opt.v
     for v0 in opt.chunks():
         v1 = min(v0 + opt.chunk, opt.v)
         g = _np_logits(x, w, b, v0, v1, buf)
-        g -= shift
-        np.exp(g, out=g)  # softmax probabilities of this chunk
-        if opt.eps:
-            g -= smooth
         rows, cols = opt.in_chunk(v0, v1)
-        g[rows, cols] -= dtype.type(1 - opt.eps)
-        g *= scale
+        if fused:
+            # in one pass: g = (exp(z - lse) - eps / V) * scale
+            _kernels.chunk_grad(g, lse, scales, smooth)
+        else:
+            g -= shift
+            np.exp(g, out=g)  # softmax probabilities of this chunk
+            if opt.eps:
+                g -= dtype.type(smooth)
+            g *= scale
+        g[rows, cols] -= (1 - opt.eps) * scale[rows, 0]
         dx += g @ w[v0:v1]
         np.matmul(g.T, x, out=dw[v0:v1])
         if db is not None:

@@ -30,6 +30,7 @@ import numpy as np
 
 __all__ = [
     "available",
+    "chunk_grad",
     "cross_entropy_grad",
     "describe",
     "enabled",
@@ -285,3 +286,13 @@ def cross_entropy_grad(
     else:
         loss = np.asarray(rows.sum() / denominator, dtype=work)
     return loss, dx
+
+
+def chunk_grad(z: np.ndarray, lse: np.ndarray, scale: np.ndarray, smooth: float) -> None:
+    """In place, row by row: ``z = (exp(z - lse) - smooth) * scale`` (linear cross-entropy).
+
+    ``z`` is a C-contiguous (N, C) float32/float64 chunk of logits; ``lse`` and ``scale``
+    are float64 of length N.
+    """
+    n, c = z.shape
+    _compiled().chunk_grad(z, lse, scale, n, c, smooth, z.dtype == np.float64)

@@ -711,6 +711,19 @@ static void choose_stream(void) {
         }                                                                                    \
         return special;                                                                      \
     }                                                                                        \
+    /* For linear cross-entropy's backward: z = exp(z - lse) * scale - smooth * scale, row by row,\
+       in place (a chunk of logits becomes its gradient in one pass). */                     \
+    CLONES static void chunk_grad_##SUF(T *z, const double *lse, const double *scale,        \
+                                        Py_ssize_t N, Py_ssize_t C, double smooth) {         \
+        int parallel = N * C >= PARALLEL_MIN;                                                \
+        _Pragma("omp parallel for schedule(guided) if(parallel)")                            \
+        for (Py_ssize_t i = 0; i < N; i++) {                                                 \
+            T *zi = z + i * C;                                                               \
+            T L = (T)lse[i], a = (T)scale[i], b = (T)(smooth * scale[i]);                    \
+            _Pragma("omp simd")                                                              \
+            for (Py_ssize_t c = 0; c < C; c++) zi[c] = EXP(zi[c] - L) * a - b;               \
+        }                                                                                    \
+    }                                                                                        \
 
 DEFINE_KERNELS(float, f, exp_f, expneg_f)
 DEFINE_KERNELS(double, d, exp_d, expneg_d)
@@ -818,6 +831,33 @@ static PyObject *py_cross_entropy(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(special);
 }
 
+/* chunk_grad(z, lse, scale, N, C, smooth, double) */
+static PyObject *py_chunk_grad(PyObject *self, PyObject *args) {
+    Py_buffer z, lse, scale;
+    Py_ssize_t N, C;
+    double smooth;
+    int dbl;
+    if (!PyArg_ParseTuple(args, "w*y*y*nndi", &z, &lse, &scale, &N, &C, &smooth, &dbl))
+        return NULL;
+    int ok = check(&z, "z", N * C, dbl ? 8 : 4) && check(&lse, "lse", N, 8) &&
+             check(&scale, "scale", N, 8);
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        if (dbl)
+            chunk_grad_d((double *)z.buf, (const double *)lse.buf, (const double *)scale.buf, N,
+                         C, smooth);
+        else
+            chunk_grad_f((float *)z.buf, (const double *)lse.buf, (const double *)scale.buf, N,
+                         C, smooth);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&z);
+    PyBuffer_Release(&lse);
+    PyBuffer_Release(&scale);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_set_num_threads(PyObject *self, PyObject *args) {
     int n;
     if (!PyArg_ParseTuple(args, "i", &n)) return NULL;
@@ -839,6 +879,7 @@ static PyMethodDef methods[] = {
     {"forward", py_forward, METH_VARARGS, "softmax / log_softmax / logsumexp over (outer, n, inner)"},
     {"backward", py_backward, METH_VARARGS, "softmax_backward / log_softmax_backward"},
     {"cross_entropy", py_cross_entropy, METH_VARARGS, "fused cross-entropy rows and gradient"},
+    {"chunk_grad", py_chunk_grad, METH_VARARGS, "exp(z - lse) * scale - smooth * scale"},
     {"set_num_threads", py_set_num_threads, METH_VARARGS, "threads of later calls"},
     {"num_threads", py_num_threads, METH_NOARGS, "threads a call may use"},
     {NULL, NULL, 0, NULL},
