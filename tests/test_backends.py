@@ -203,3 +203,23 @@ def test_jax_in_its_default_32_bit_mode():
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("fn", [sk.log_softmax, sk.logsumexp], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("axis", [-1, (0, 2)], ids=str)
+def test_gh_jit_recomputed_input_log_softmax(fn, axis):
+    """Pins a bug: under a caller's jax.jit, XLA fused ``3 tanh(a / 3)`` into each reduction.
+
+    The copies rounded differently, and a sum that counted the entries with ``x - max == 0``
+    in a second reduction came out one too large: log(1 + s) instead of log(s), 0.69 off.
+    """
+    import jax
+
+    def f(a):
+        return fn(3.0 * jnp.tanh(a / 3.0), axis=axis)
+
+    for seed in range(5):
+        a = jnp.asarray(np.random.default_rng(seed).normal(scale=3.0, size=(5, 4, 3)))
+        np.testing.assert_allclose(
+            np.asarray(jax.jit(f)(a)), np.asarray(f(a)), rtol=1e-13, atol=1e-13
+        )

@@ -155,6 +155,20 @@ def _wider_float(xp: ModuleType, z: Array) -> Any:
     return xp.float64
 
 
+def _first_max(xp: ModuleType, z: Array, axes: tuple[int, ...]) -> Array:
+    """A boolean mask with one True per slice over ``axes``: the first position of its max."""
+    rest = tuple(a for a in range(z.ndim) if a not in axes)
+    moved = xp.permute_dims(z, (*rest, *axes))
+    lead = tuple(moved.shape[: len(rest)])
+    size = math.prod(z.shape[a] for a in axes)
+    index = xp.argmax(xp.reshape(moved, (*lead, size)), axis=-1, keepdims=True)
+    hot = xp.arange(size, device=array_api_compat.device(z)) == index
+    inverse = [0] * z.ndim
+    for i, a in enumerate((*rest, *axes)):
+        inverse[a] = i
+    return xp.permute_dims(xp.reshape(hot, tuple(moved.shape)), tuple(inverse))
+
+
 def _log_sum(xp: ModuleType, z: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
     """``(log(sum(exp(z))), empty)`` for ``z`` from :func:`_shifted` (max 0), dims kept.
 
@@ -162,24 +176,25 @@ def _log_sum(xp: ModuleType, z: Array, axes: tuple[int, ...]) -> tuple[Array, Ar
     dominates ``log(s)`` is near 0 and the rounding of ``s`` would cost its
     relative accuracy (and that of the log-probability near 0).  float32 input
     sums in float64, which the final rounding to float32 then hides.  Otherwise
-    each entry with ``z == 0`` (``exp(z) = 1`` exactly) contributes
-    ``exp(z) - 1``, and the count of such entries less one is added, giving
-    ``r = s - 1`` without ever forming ``s``; ``log1p(r)`` is then accurate, and
-    the gradient is still ``exp(z)`` everywhere.  ``empty`` marks all ``-inf``
-    slices (``s = 0``), whose log is returned as 0 so that no ``-inf - -inf`` is
-    ever formed; callers put ``-inf`` there.
+    the slice's first max contributes ``expm1(z)`` (0 there) and every other
+    entry ``exp(z)``, giving ``r = s - 1`` without ever forming ``s``;
+    ``log1p(r)`` is then accurate, and the gradient is still ``exp(z)``
+    everywhere.  The marked entry is an index, not a test ``z == 0``: under a
+    caller's ``jax.jit`` XLA may recompute ``z`` in each fusion with different
+    rounding, and a sum that depends on exact zeros (such as one that counts
+    them in a second reduction) can then be off by a whole 1; ``expm1`` and
+    ``exp`` agree to rounding wherever the mark falls.  ``empty`` marks all
+    ``-inf`` slices (``r = -1``), whose log is returned as 0 so that no
+    ``-inf - -inf`` is ever formed; callers put ``-inf`` there.
     """
-    zero = xp.asarray(0.0, dtype=z.dtype)
     wide = _wider_float(xp, z)
     if wide is not None:
         s = xp.sum(xp.exp(z), axis=axes, keepdims=True, dtype=wide)
         empty = s == 0
         return xp.astype(xp.log(xp.where(empty, xp.asarray(1.0, dtype=wide), s)), z.dtype), empty
-    top = xp.astype(z == 0, z.dtype)
-    count = xp.sum(top, axis=axes, keepdims=True)
-    r = xp.sum(xp.exp(z) - top, axis=axes, keepdims=True) + (count - 1)
+    r = xp.sum(xp.where(_first_max(xp, z, axes), xp.expm1(z), xp.exp(z)), axis=axes, keepdims=True)
     empty = r == -1
-    return xp.log1p(xp.where(empty, zero, r)), empty
+    return xp.log1p(xp.where(empty, xp.asarray(0.0, dtype=z.dtype), r)), empty
 
 
 def softmax(x: Array, /, axis: Axis = -1, *, temperature: float = 1.0, where: Any = None) -> Array:
