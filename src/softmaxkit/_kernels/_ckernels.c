@@ -40,7 +40,13 @@
 #define SUM_PIECE 256        /* entries summed in the working dtype before double */
 #define STREAM_MIN (32 << 20) /* output bytes from which the last pass streams */
 #define ROW_PIECE 32         /* rows summed in the working dtype on a non-last axis */
-#define LONG_ROW 65536       /* fewer rows than threads, this long: rows are shared */
+#define SUB 8192             /* entries per piece of a long row (in cache) */
+#define LONG_ROW 65536       /* fewer rows than threads, this long: the long-row code */
+#define SCRATCH_MAX (1 << 20) /* longer rows are not streamed (their scratch would not stay cached) */
+/* A single long row runs on one thread: on the 2-vCPU VM we measured, splitting it between
+   two threads made a (1, 10^6) softmax slower (0.5 ms and, with the clones, a steady 16 ms
+   of waiting that we did not get to the bottom of) than one thread (0.25 ms). */
+#define LONG_PARALLEL_BYTES ((Py_ssize_t)1 << 62)
 
 enum { OP_SOFTMAX = 0, OP_LOG_SOFTMAX = 1, OP_LOGSUMEXP = 2 };
 
@@ -352,15 +358,72 @@ static void choose_stream(void) {
         else                                                                                 \
             finish_##SUF(out, n, s, top, op);                                                \
     }                                                                                        \
+    /* Softmax of a long row shared between threads in two passes over memory: each piece of \
+       SUB entries (cache-resident) is shifted by its own max while it is in cache, and the  \
+       second pass rescales it by exp((m_piece - M) / t) / S once the row's max M and sum S  \
+       are known.  Returns 0 where the row's max is not finite (the caller takes the row). */\
+    CLONES static int long_softmax_##SUF(const T *x, T *out, Py_ssize_t n, T t) {                   \
+        Py_ssize_t pieces = (n + SUB - 1) / SUB;                                             \
+        double *pm = (double *)malloc((size_t)pieces * sizeof(double));                      \
+        double *ps = (double *)malloc((size_t)pieces * sizeof(double));                      \
+        if (!pm || !ps) {                                                                    \
+            free(pm);                                                                        \
+            free(ps);                                                                        \
+            return 0;                                                                        \
+        }                                                                                    \
+        double M = -INFINITY, S = 0;                                                         \
+        /* one thread: see LONG_PARALLEL_BYTES */                                            \
+        int par = n * (Py_ssize_t)sizeof(T) > LONG_PARALLEL_BYTES;                           \
+        _Pragma("omp parallel if(par)")                                                      \
+        {                                                                                    \
+            _Pragma("omp for schedule(static)")                                              \
+            for (Py_ssize_t k = 0; k < pieces; k++) {                                        \
+                Py_ssize_t lo = k * SUB, hi = lo + SUB < n ? lo + SUB : n;                   \
+                T mb = max_##SUF(x + lo, hi - lo);                                           \
+                pm[k] = (double)mb;                                                          \
+                if (mb > -INFINITY && mb < INFINITY) {                                       \
+                    double top;                                                              \
+                    ps[k] = sumexp_##SUF(x + lo, out + lo, hi - lo, mb, t, OP_SOFTMAX, &top);\
+                } else {                                                                     \
+                    ps[k] = 0; /* the whole row is left to the caller if M is not finite */  \
+                    for (Py_ssize_t j = lo; j < hi; j++) {                                   \
+                        out[j] = 0;                                                          \
+                        if (x[j] != x[j]) ps[k] = NAN; /* a NaN among -inf: NaN row */       \
+                    }                                                                        \
+                }                                                                            \
+            }                                                                                \
+            _Pragma("omp single")                                                            \
+            {                                                                                \
+                for (Py_ssize_t k = 0; k < pieces; k++) M = pm[k] > M ? pm[k] : M;           \
+                if (M > -INFINITY && M < INFINITY)                                           \
+                    for (Py_ssize_t k = 0; k < pieces; k++)                                  \
+                        S += pm[k] > -INFINITY ? ps[k] * exp((pm[k] - M) / (double)t) : ps[k];\
+            }                                                                                \
+            if (M > -INFINITY && M < INFINITY) {                                             \
+                _Pragma("omp for schedule(static)")                                          \
+                for (Py_ssize_t k = 0; k < pieces; k++) {                                    \
+                    Py_ssize_t lo = k * SUB, hi = lo + SUB < n ? lo + SUB : n;               \
+                    T f = pm[k] > -INFINITY ? (T)(exp((pm[k] - M) / (double)t) / S) : (T)0;  \
+                    if (S != S) f = (T)NAN;                                                  \
+                    _Pragma("omp simd")                                                      \
+                    for (Py_ssize_t j = lo; j < hi; j++) out[j] = out[j] * f;                \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+        free(pm);                                                                            \
+        free(ps);                                                                            \
+        return M > -INFINITY && M < INFINITY;                                                \
+    }                                                                                        \
     /* A row long enough to share between threads: each pass is split into pieces. */        \
-    static void long_row_##SUF(const T *x, T *out, Py_ssize_t n, T t, int op) {              \
+    CLONES static void long_row_##SUF(const T *x, T *out, Py_ssize_t n, T t, int op) {              \
         enum { MAX_PIECES = 256 };                                                           \
         T pm[MAX_PIECES];                                                                    \
         double ps[MAX_PIECES], ptop[MAX_PIECES];                                             \
         int pieces = max_threads();                                                          \
         pieces = pieces < MAX_PIECES ? pieces : MAX_PIECES;                                  \
+        if (n * (Py_ssize_t)sizeof(T) <= LONG_PARALLEL_BYTES) pieces = 1;                    \
         Py_ssize_t step = (n + pieces - 1) / pieces;                                         \
-        _Pragma("omp parallel for schedule(static)")                                         \
+        _Pragma("omp parallel for schedule(static) if(pieces > 1)")                                         \
         for (int k = 0; k < pieces; k++) {                                                   \
             Py_ssize_t lo = k * step, hi = lo + step < n ? lo + step : n;                    \
             pm[k] = lo < hi ? max_##SUF(x + lo, hi - lo) : (T)-INFINITY;                     \
@@ -371,7 +434,7 @@ static void choose_stream(void) {
             special_##SUF(x, n, 1, out, m, op);                                              \
             return;                                                                          \
         }                                                                                    \
-        _Pragma("omp parallel for schedule(static)")                                         \
+        _Pragma("omp parallel for schedule(static) if(pieces > 1)")                                         \
         for (int k = 0; k < pieces; k++) {                                                   \
             Py_ssize_t lo = k * step, hi = lo + step < n ? lo + step : n;                    \
             ps[k] = 0;                                                                       \
@@ -388,7 +451,7 @@ static void choose_stream(void) {
             out[0] = (T)(log1p(s + (top - 1)) + (double)m);                                  \
             return;                                                                          \
         }                                                                                    \
-        _Pragma("omp parallel for schedule(static)")                                         \
+        _Pragma("omp parallel for schedule(static) if(pieces > 1)")                                         \
         for (int k = 0; k < pieces; k++) {                                                   \
             Py_ssize_t lo = k * step, hi = lo + step < n ? lo + step : n;                    \
             if (lo < hi) finish_##SUF(out + lo, hi - lo, s, top, op);                        \
@@ -507,12 +570,14 @@ static void choose_stream(void) {
         }                                                                                    \
         if (inner == 1 && outer < max_threads() && n >= LONG_ROW) {                         \
             for (Py_ssize_t i = 0; i < outer; i++)                                           \
-                long_row_##SUF(x + i * n, out + i * out_n, n, t, op);                        \
+                if (op != OP_SOFTMAX || !long_softmax_##SUF(x + i * n, out + i * n, n, t))   \
+                    long_row_##SUF(x + i * n, out + i * out_n, n, t, op);                    \
             return;                                                                          \
         }                                                                                    \
         if (inner == 1) {                                                                    \
             /* outputs larger than the caches are streamed to memory from a scratch row */   \
-            int stream = op != OP_LOGSUMEXP && outer * n * (Py_ssize_t)sizeof(T) >= STREAM_MIN;\
+            int stream = op != OP_LOGSUMEXP && n <= SCRATCH_MAX &&                            \
+                         outer * n * (Py_ssize_t)sizeof(T) >= STREAM_MIN;                    \
             _Pragma("omp parallel if(parallel)")                                             \
             {                                                                                \
                 T *scratch = stream ? (T *)malloc((size_t)n * sizeof(T)) : NULL;             \
