@@ -7,11 +7,13 @@ the destination in one step.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_save_figure", "atomic_write_bytes", "atomic_write_text"]
 
 
 def _umask() -> int:
@@ -41,3 +43,15 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, /) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str, /) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_save_figure(figure: Any, path: str | os.PathLike[str], /, **savefig: Any) -> Path:
+    """Render a matplotlib ``figure`` in memory, then write ``path`` atomically; returns the path.
+
+    The format follows the suffix of ``path`` (PNG without one); ``savefig`` holds
+    further options of ``Figure.savefig`` such as ``dpi``.
+    """
+    path = Path(path)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=path.suffix.lstrip(".") or "png", **savefig)
+    return atomic_write_bytes(path, buffer.getvalue())

@@ -14,7 +14,6 @@ figures are drawn (the ``plot`` extra).  Every file is written atomically.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import atomic_write_bytes, atomic_write_text
+from ._atomic import atomic_save_figure, atomic_write_text
 from ._calibration import expected_calibration_error, reliability_diagram
 from ._classifier import Classifier
 from ._errors import SoftmaxkitValueError
@@ -143,9 +142,7 @@ def report_metrics(
 
 
 def _save(fig: Any, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def _learning_curves(model: Classifier, path: Path) -> None:

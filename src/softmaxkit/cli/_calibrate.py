@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +57,6 @@ def _nll(log_probs: Any, labels: Any) -> float:
     return float(-np.mean(log_probs[np.arange(labels.shape[0]), labels]))
 
 
-def _write_figure(figure: Any, path: Path) -> None:
-    """Render ``figure`` in memory, then replace ``path`` in one step (never half a file)."""
-    from .._atomic import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=120)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def _run_calibrate(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -109,6 +99,8 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     if args.diagram != "-":
         from matplotlib.figure import Figure
 
+        from .._atomic import atomic_save_figure
+
         path = Path(args.diagram)
         if not path.parent.is_dir():
             raise CommandError(f"`--diagram` directory {str(path.parent)!r} does not exist")
@@ -118,7 +110,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         left.set_title(f"before: {left.get_title()}")
         reliability_diagram(after, labels, n_bins=args.n_bins, ax=right)
         right.set_title(f"after T = {temperature:.3g}: {right.get_title()}")
-        _write_figure(figure, path)
+        atomic_save_figure(figure, path, dpi=120)
         print(f"reliability diagram written to {path}")
     return 0
 
