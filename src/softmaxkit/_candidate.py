@@ -30,13 +30,13 @@ import numpy as np
 
 from ._backend import as_array, as_result, compute_dtype, namespace, to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
+from ._options import check_reduction
 from ._softmax import log_sigmoid, log_softmax
 from .sampling import LogUniformSampler, SampledValues
 
 __all__ = ["nce_loss", "sampled_logits", "sampled_softmax_loss"]
 
 Array = Any
-_REDUCTIONS = ("none", "mean", "sum")
 
 
 class _Batch(NamedTuple):
@@ -313,13 +313,6 @@ def _reduce(xp: ModuleType, loss: Array, reduction: str) -> Array:
     return loss
 
 
-def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise SoftmaxkitValueError(
-            f"`reduction` must be one of {', '.join(map(repr, _REDUCTIONS))}; got {reduction!r}"
-        )
-
-
 def sampled_logits(
     weights: Array,
     biases: Array | None,
@@ -480,7 +473,7 @@ sampled_values, remove_accidental_hits, subtract_log_q, rng
     >>> sampled_softmax_loss(w, b, y, x, num_sampled=64, rng=0).shape
     (4,)
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     logits, _ = sampled_logits(
         weights,
         biases,
@@ -543,7 +536,7 @@ sampled_values, remove_accidental_hits, subtract_log_q, rng, reduction
     >>> loss.shape, bool((loss > 0).all())
     ((2,), True)
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     logits, _ = sampled_logits(
         weights,
         biases,

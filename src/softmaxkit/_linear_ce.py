@@ -25,12 +25,12 @@ import numpy as np
 
 from ._backend import as_array, compute_dtype, is_jax, is_torch, namespace, to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
+from ._options import check_ignore_index, check_label_smoothing, check_reduction
 
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_grad"]
 
 Array = Any
 
-_REDUCTIONS = ("mean", "sum", "none")
 
 # Elements of one chunk of logits when chunk_size is not given: 64 MB of float32.
 _CHUNK_ELEMENTS = 1 << 24
@@ -71,24 +71,9 @@ class _Options:
                 f"`bias` must have shape ({v},), one entry per row of `weight`; got shape "
                 f"{tuple(bias.shape)}"
             )
-        if reduction not in _REDUCTIONS:
-            raise SoftmaxkitValueError(
-                f"`reduction` must be one of {_REDUCTIONS}; got {reduction!r}"
-            )
-        try:
-            ignore = operator.index(ignore_index)
-        except TypeError:
-            raise SoftmaxkitTypeError(
-                f"`ignore_index` must be an int; got {ignore_index!r}"
-            ) from None
-        try:
-            eps = float(label_smoothing)
-        except (TypeError, ValueError):
-            raise SoftmaxkitTypeError(
-                f"`label_smoothing` must be a number; got {label_smoothing!r}"
-            ) from None
-        if not 0.0 <= eps <= 1.0:
-            raise SoftmaxkitValueError(f"`label_smoothing` must be in [0, 1]; got {eps!r}")
+        reduction = check_reduction(reduction)
+        ignore = check_ignore_index(ignore_index)
+        eps = check_label_smoothing(label_smoothing)
         if chunk_size is None:
             chunk = max(1, min(v, _CHUNK_ELEMENTS // max(n, 1)))
         else:

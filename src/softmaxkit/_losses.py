@@ -41,6 +41,7 @@ from ._backend import (
     to_numpy,
 )
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
+from ._options import check_ignore_index, check_label_smoothing, check_reduction
 from ._softmax import log_sigmoid, log_softmax, logsumexp, sigmoid
 
 __all__ = [
@@ -54,20 +55,12 @@ __all__ = [
 
 Array = Any
 
-_REDUCTIONS = ("mean", "sum", "none")
-
 # How far a row of probability targets may sum from 1, by the target's dtype (the
 # sum is taken in float64, so this allows for rounding of the entries themselves).
 _SUM_TOLERANCE = {8: 1e-6, 4: 1e-4, 2: 1e-2}
 
 
 # --- argument checks -----------------------------------------------------------------------
-
-
-def _check_reduction(reduction: Any) -> str:
-    if reduction not in _REDUCTIONS:
-        raise SoftmaxkitValueError(f"`reduction` must be one of {_REDUCTIONS}; got {reduction!r}")
-    return str(reduction)
 
 
 def _check_number(value: Any, name: str, low: float, high: float, *, open_low: bool) -> float:
@@ -95,13 +88,6 @@ def _check_axis(axis: Any, ndim: int) -> int:
     if not -ndim <= a < ndim:
         raise SoftmaxkitValueError(f"`axis` must be in [{-ndim}, {ndim}); got {a}")
     return a % ndim
-
-
-def _check_ignore_index(ignore_index: Any) -> int:
-    try:
-        return operator.index(ignore_index)
-    except TypeError:
-        raise SoftmaxkitTypeError(f"`ignore_index` must be an int; got {ignore_index!r}") from None
 
 
 def _first_position(mask: np.ndarray) -> tuple[int, ...]:
@@ -166,9 +152,9 @@ def _plan(
     logits = as_array(logits, name)
     xp = namespace(logits)
     axis = _check_axis(axis, logits.ndim)
-    reduction = _check_reduction(reduction)
-    ignore_index = _check_ignore_index(ignore_index)
-    eps = _check_number(label_smoothing, "label_smoothing", 0.0, 1.0, open_low=False)
+    reduction = check_reduction(reduction)
+    ignore_index = check_ignore_index(ignore_index)
+    eps = check_label_smoothing(label_smoothing)
     z_loss = _check_number(z_loss, "z_loss", 0.0, math.inf, open_low=False)
     if softcap is not None:
         softcap = _check_number(softcap, "softcap", 0.0, math.inf, open_low=True)
@@ -678,7 +664,7 @@ def _binary_plan(
 ) -> _BinaryPlan:
     logits = as_array(logits, "logits")
     xp = namespace(logits)
-    reduction = _check_reduction(reduction)
+    reduction = check_reduction(reduction)
     work, out_dtype = compute_dtype(xp, logits.dtype)
     x = xp.astype(logits, work)
     shape = tuple(x.shape)

@@ -50,6 +50,7 @@ import torch
 import torch.distributed as dist
 
 from ._errors import SoftmaxkitError, SoftmaxkitTypeError, SoftmaxkitValueError
+from ._options import check_ignore_index, check_label_smoothing, check_reduction
 
 __all__ = [
     "shard_range",
@@ -60,7 +61,6 @@ __all__ = [
 ]
 
 Tensor = torch.Tensor
-_REDUCTIONS = ("none", "mean", "sum")
 _INF = math.inf
 # A prime modulus keeps the target fingerprint exact in int64 for any row count.
 _HASH_PRIME = 2_147_483_647
@@ -162,20 +162,11 @@ _OPTION_NAMES = tuple(f"`{name}`" for name in _Options._fields)
 
 
 def _check_options(ignore_index: Any, reduction: Any, label_smoothing: Any) -> _Options:
-    ignore_index = _as_int(ignore_index, "ignore_index")
-    if reduction not in _REDUCTIONS:
-        raise SoftmaxkitValueError(
-            f"`reduction` must be one of {', '.join(map(repr, _REDUCTIONS))}; got {reduction!r}"
-        )
-    try:
-        smoothing = float(label_smoothing)
-    except (TypeError, ValueError):
-        raise SoftmaxkitTypeError(
-            f"`label_smoothing` must be a float in [0, 1]; got {label_smoothing!r}"
-        ) from None
-    if not 0.0 <= smoothing <= 1.0:
-        raise SoftmaxkitValueError(f"`label_smoothing` must be in [0, 1]; got {label_smoothing!r}")
-    return _Options(ignore_index, reduction, smoothing)
+    return _Options(
+        check_ignore_index(ignore_index),
+        check_reduction(reduction),
+        check_label_smoothing(label_smoothing),
+    )
 
 
 def _check_float(x: Any, name: str, ndim: int | None = None) -> None:

@@ -16,7 +16,6 @@ from torch import nn
 
 from ._candidate import (
     _check_labels,
-    _check_reduction,
     _check_shapes,
     _logits,
     _prepare,
@@ -25,6 +24,7 @@ from ._candidate import (
     _softmax_loss,
 )
 from ._losses import cross_entropy
+from ._options import check_reduction
 from .sampling import LogUniformSampler, UniformSampler, UnigramSampler, as_generator
 
 __all__ = ["SampledSoftmaxLoss"]
@@ -99,7 +99,7 @@ class SampledSoftmaxLoss(nn.Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        _check_reduction(reduction)
+        check_reduction(reduction)
         self.num_classes = int(num_classes)
         self.embedding_dim = int(embedding_dim)
         self.num_sampled = int(num_sampled)

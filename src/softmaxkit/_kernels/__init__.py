@@ -234,19 +234,14 @@ def cross_entropy_grad(
         and not z_loss
     ):
         return None
-    from .._losses import (
-        _check_axis,
-        _check_ignore_index,
-        _check_indices,
-        _check_number,
-        _check_reduction,
-    )
+    from .._losses import _check_axis, _check_indices
+    from .._options import check_ignore_index, check_label_smoothing, check_reduction
 
     if _check_axis(axis, logits.ndim) != 1:
         return None
-    reduction = _check_reduction(reduction)
-    ignore = _check_ignore_index(ignore_index)
-    eps = _check_number(label_smoothing, "label_smoothing", 0.0, 1.0, open_low=False)
+    reduction = check_reduction(reduction)
+    ignore = check_ignore_index(ignore_index)
+    eps = check_label_smoothing(label_smoothing)
     n, c = logits.shape
     if target.shape != (n,):
         return None  # the portable path words the error
