@@ -13,14 +13,13 @@ from typing import Any
 
 import array_api_compat
 
-from . import _kernels
+from . import _backends
 from ._backend import (
     as_array,
     as_result,
     cast,
     compute_dtype,
     fused,
-    is_numpy,
     namespace,
     normalize_axis,
 )
@@ -120,8 +119,11 @@ def softmax_backward(grad: Array, p: Array, /, axis: Axis = -1) -> Array:
     True
     """
     xp, g, p, axes, out = _pair(grad, p, "p", axis)
-    if is_numpy(p) and _kernels.enabled():
-        return _kernels.softmax_backward(g, p, axes, out)
+    backend = _backends.select(p)
+    if backend is not None:
+        dx = backend.softmax_backward(g, p, axes, out)
+        if dx is not None:
+            return dx
     return as_result(cast(xp, fused(_softmax_backward_core, g, p, axes=axes), out))
 
 
@@ -155,8 +157,11 @@ def log_softmax_backward(grad: Array, logp: Array, /, axis: Axis = -1) -> Array:
     array([ 0.5, -0.5])
     """
     xp, g, logp, axes, out = _pair(grad, logp, "logp", axis)
-    if is_numpy(logp) and _kernels.enabled():
-        return _kernels.log_softmax_backward(g, logp, axes, out)
+    backend = _backends.select(logp)
+    if backend is not None:
+        dx = backend.log_softmax_backward(g, logp, axes, out)
+        if dx is not None:
+            return dx
     return as_result(cast(xp, fused(_log_softmax_backward_core, g, logp, axes=axes), out))
 
 

@@ -22,14 +22,13 @@ With ``log_probs = log_softmax(x)`` the gradient of that row loss is
 from __future__ import annotations
 
 import math
-import operator
 from types import ModuleType
 from typing import Any, NamedTuple
 
 import array_api_compat
 import numpy as np
 
-from . import _kernels
+from . import _backends
 from ._backend import (
     _broadcast_shape,
     as_array,
@@ -41,7 +40,13 @@ from ._backend import (
     to_numpy,
 )
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
-from ._options import check_ignore_index, check_label_smoothing, check_reduction
+from ._options import (
+    check_class_axis,
+    check_ignore_index,
+    check_indices,
+    check_label_smoothing,
+    check_reduction,
+)
 from ._softmax import log_sigmoid, log_softmax, logsumexp, sigmoid
 
 __all__ = [
@@ -76,18 +81,6 @@ def _check_number(value: Any, name: str, low: float, high: float, *, open_low: b
             f"`{name}` must be in {left}{low:g}, {high:g}{right}; got {number!r}"
         )
     return number
-
-
-def _check_axis(axis: Any, ndim: int) -> int:
-    try:
-        a = operator.index(axis)
-    except TypeError:
-        raise SoftmaxkitTypeError(f"`axis` must be an int; got {axis!r}") from None
-    if ndim == 0:
-        raise SoftmaxkitValueError("`logits` must have a class axis; got a 0-d array")
-    if not -ndim <= a < ndim:
-        raise SoftmaxkitValueError(f"`axis` must be in [{-ndim}, {ndim}); got {a}")
-    return a % ndim
 
 
 def _first_position(mask: np.ndarray) -> tuple[int, ...]:
@@ -151,7 +144,7 @@ def _plan(
 ) -> _Plan:
     logits = as_array(logits, name)
     xp = namespace(logits)
-    axis = _check_axis(axis, logits.ndim)
+    axis = check_class_axis(axis, logits.ndim)
     reduction = check_reduction(reduction)
     ignore_index = check_ignore_index(ignore_index)
     eps = check_label_smoothing(label_smoothing)
@@ -190,7 +183,7 @@ def _plan(
                 f"{row_shape}; got shape {tuple(target.shape)}"
             )
         if concrete and is_concrete(target):
-            _check_indices(to_numpy(target), n_classes, ignore_index)
+            check_indices(to_numpy(target), n_classes, ignore_index)
 
     if weight is not None:
         weight = _convert(weight, "weight", xp, x)
@@ -271,16 +264,6 @@ def _check_probabilities(target: Array, axis: int, xp: ModuleType) -> None:
             f"`target` probabilities must sum to 1 along `axis` (within {tolerance:g} for "
             f"{target.dtype}); the row at position ({', '.join(map(str, shown))}) sums to "
             f"{total[pos].item()!r}"
-        )
-
-
-def _check_indices(y: np.ndarray, n_classes: int, ignore_index: int) -> None:
-    bad = ((y < 0) | (y >= n_classes)) & (y != ignore_index)
-    if bad.any():
-        pos = _first_position(bad)
-        raise SoftmaxkitValueError(
-            f"`target` must be in [0, {n_classes}) or {ignore_index}; position {pos} holds "
-            f"{y[pos].item()}"
         )
 
 
@@ -451,10 +434,7 @@ def cross_entropy(
     >>> round(float(cross_entropy(logits, soft)), 4)
     0.5093
     """
-    plan = _plan(
-        logits,
-        target,
-        name="logits",
+    options: dict[str, Any] = dict(
         axis=axis,
         weight=weight,
         ignore_index=ignore_index,
@@ -463,6 +443,12 @@ def cross_entropy(
         z_loss=z_loss,
         softcap=softcap,
     )
+    backend = _backends.select(logits)
+    if backend is not None:
+        result = backend.cross_entropy(logits, target, need_grad=False, **options)
+        if result is not None:
+            return result[0]
+    plan = _plan(logits, target, name="logits", **options)
     main, z_rows, _, _ = _cross_entropy_terms(plan, log_probs_given=False)
     return _reduce(plan, main, z_rows)
 
@@ -503,11 +489,7 @@ def cross_entropy_grad(
     >>> round(float(loss), 4), dlogits.round(4).tolist()
     (0.417, [[-0.341, 0.2424, 0.0986]])
     """
-    # The fused kernel (2-D NumPy logits, class indices) runs before _plan, which
-    # would build the one-hot targets; it returns None for every other case.
-    fused = _kernels.cross_entropy_grad(
-        logits,
-        target,
+    options: dict[str, Any] = dict(
         axis=axis,
         weight=weight,
         ignore_index=ignore_index,
@@ -516,20 +498,14 @@ def cross_entropy_grad(
         z_loss=z_loss,
         softcap=softcap,
     )
-    if fused is not None:
-        return fused
-    plan = _plan(
-        logits,
-        target,
-        name="logits",
-        axis=axis,
-        weight=weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-        z_loss=z_loss,
-        softcap=softcap,
-    )
+    # A backend's fused kernel runs before _plan, which would build the one-hot
+    # targets; it returns None for every case it does not serve.
+    backend = _backends.select(logits)
+    if backend is not None:
+        result = backend.cross_entropy(logits, target, need_grad=True, **options)
+        if result is not None:
+            return result
+    plan = _plan(logits, target, name="logits", **options)
     return _cross_entropy_grad_portable(plan)
 
 

@@ -2,7 +2,9 @@
 
 ``reduction`` is one of ``"none"``, ``"mean"``, ``"sum"``; ``ignore_index`` is an
 int (a bool is refused: ``True`` would silently mean class 1); ``label_smoothing``
-is a number in [0, 1].
+is a number in [0, 1].  The class axis of a loss and the class indices of its
+target are checked here too: the losses, the kernels and the backends all use them,
+so they live below all three.
 """
 
 from __future__ import annotations
@@ -10,9 +12,18 @@ from __future__ import annotations
 import operator
 from typing import Any
 
+import numpy as np
+
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 
-__all__ = ["REDUCTIONS", "check_ignore_index", "check_label_smoothing", "check_reduction"]
+__all__ = [
+    "REDUCTIONS",
+    "check_class_axis",
+    "check_ignore_index",
+    "check_indices",
+    "check_label_smoothing",
+    "check_reduction",
+]
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -44,3 +55,27 @@ def check_label_smoothing(label_smoothing: Any) -> float:
     if not 0.0 <= eps <= 1.0:
         raise SoftmaxkitValueError(f"`label_smoothing` must be in [0, 1]; got {eps!r}")
     return eps
+
+
+def check_class_axis(axis: Any, ndim: int) -> int:
+    """``axis`` of a loss's logits as a non-negative int."""
+    try:
+        a = operator.index(axis)
+    except TypeError:
+        raise SoftmaxkitTypeError(f"`axis` must be an int; got {axis!r}") from None
+    if ndim == 0:
+        raise SoftmaxkitValueError("`logits` must have a class axis; got a 0-d array")
+    if not -ndim <= a < ndim:
+        raise SoftmaxkitValueError(f"`axis` must be in [{-ndim}, {ndim}); got {a}")
+    return a % ndim
+
+
+def check_indices(y: np.ndarray, n_classes: int, ignore_index: int, name: str = "target") -> None:
+    """Every class index in ``[0, n_classes)`` or equal to ``ignore_index``."""
+    bad = ((y < 0) | (y >= n_classes)) & (y != ignore_index)
+    if bad.any():
+        pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise SoftmaxkitValueError(
+            f"`{name}` must be in [0, {n_classes}) or {ignore_index}; position {pos} holds "
+            f"{y[pos].item()}"
+        )

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import array_api_compat
 import numpy as np
 
-from . import _kernels
+from . import _backends
 from ._backend import (
     as_array,
     as_result,
@@ -33,7 +33,6 @@ from ._backend import (
     fused,
     is_concrete,
     is_jax,
-    is_numpy,
     is_torch,
     namespace,
     normalize_axis,
@@ -64,6 +63,7 @@ class _Prepared(NamedTuple):
     out_dtype: Any
     temperature: float
     empty: bool  # a reduced axis has length 0
+    backend: ModuleType | None  # the backend of x's library (None: the portable path)
 
 
 @functools.cache
@@ -72,13 +72,22 @@ def _numpy_namespace() -> ModuleType:
 
 
 def _prepare(x: Array, axis: Axis, where: Any, temperature: Any = 1.0) -> _Prepared:
+    """Validate once; the result names the backend that will compute."""
+    backend = _backends.select(x)
     if type(x) is np.ndarray and where is None and x.dtype in (np.float32, np.float64):
         # The compiled kernels' common case: the same checks of axis and temperature, but
         # no array-API lookups, which would cost several times the kernel on small arrays.
         axes = normalize_axis(axis, x.ndim)
         t = validate_temperature(temperature)
         empty = any(x.shape[a] == 0 for a in axes)
-        return _Prepared(_numpy_namespace(), x, axes, x.dtype, t, empty)
+        return _Prepared(_numpy_namespace(), x, axes, x.dtype, t, empty, backend)
+    if backend is not None and backend.NAME == "torch":
+        # torch: the same checks in torch calls only, which torch.compile traces
+        axes = normalize_axis(axis, x.ndim)
+        t = validate_temperature(temperature)
+        xp, x, out = backend.prepare(x, where)
+        empty = any(x.shape[a] == 0 for a in axes)
+        return _Prepared(xp, x, axes, out, t, empty, backend)
     x = as_array(x, "x")
     xp = namespace(x)
     axes = normalize_axis(axis, x.ndim)
@@ -90,7 +99,7 @@ def _prepare(x: Array, axis: Axis, where: Any, temperature: Any = 1.0) -> _Prepa
     if mask is not None:
         x = xp.where(mask, x, xp.asarray(-xp.inf, dtype=work))
     empty = any(x.shape[a] == 0 for a in axes)
-    return _Prepared(xp, x, axes, out, t, empty)
+    return _Prepared(xp, x, axes, out, t, empty, _backends.select(x))
 
 
 def _host_knows_finite(xp: ModuleType, m: Array) -> bool:
@@ -246,31 +255,12 @@ def softmax(x: Array, /, axis: Axis = -1, *, temperature: float = 1.0, where: An
     xp, x = prep.xp, prep.x
     if prep.empty:
         return xp.astype(x, prep.out_dtype)
-    if is_numpy(x) and _kernels.enabled():
-        return _kernels.softmax(x, prep.axes, prep.temperature, prep.out_dtype)
-    p = _torch_softmax(xp, x, prep.axes, prep.temperature) if is_torch(x) else None
-    if p is None:
-        p = fused(_softmax_core, x, prep.temperature, axes=prep.axes)
+    if prep.backend is not None:
+        out = prep.backend.softmax(x, prep.axes, prep.temperature, prep.out_dtype)
+        if out is not None:
+            return out
+    p = fused(_softmax_core, x, prep.temperature, axes=prep.axes)
     return as_result(cast(xp, p, prep.out_dtype))
-
-
-def _torch_softmax(xp: ModuleType, x: Array, axes: tuple[int, ...], temperature: float):
-    """torch's own fused softmax where its answer is ours, else None.
-
-    It is along one axis at temperature 1 when every slice max is finite
-    (``-inf`` and masked entries included).  ``+inf`` and NaN slices, and all
-    ``-inf`` ones, where torch returns NaN, take the portable path; so does any
-    other temperature, since ``x / T - max(x / T)`` (all torch offers) rounds
-    by ``|x / T|`` where ``(x - max) / T`` rounds by its own size, and can
-    overflow.  Finding out costs one ``amax``.
-    """
-    if len(axes) != 1 or temperature != 1.0:
-        return None
-    import torch
-
-    if not _host_knows_finite(xp, torch.amax(x.detach(), dim=axes[0], keepdim=True)):
-        return None
-    return torch.softmax(x, dim=axes[0])
 
 
 def _softmax_core(x: Array, temperature: Any, *, axes: tuple[int, ...]) -> Array:
@@ -309,8 +299,10 @@ def log_softmax(
     xp, x = prep.xp, prep.x
     if prep.empty:
         return xp.astype(x, prep.out_dtype)
-    if is_numpy(x) and _kernels.enabled():
-        return _kernels.log_softmax(x, prep.axes, prep.temperature, prep.out_dtype)
+    if prep.backend is not None:
+        out = prep.backend.log_softmax(x, prep.axes, prep.temperature, prep.out_dtype)
+        if out is not None:
+            return out
     out = fused(_log_softmax_core, x, prep.temperature, axes=prep.axes)
     return as_result(cast(xp, out, prep.out_dtype))
 
@@ -368,9 +360,10 @@ def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: An
         shape = tuple(1 if i in prep.axes else n for i, n in enumerate(x.shape))
         out = xp.full(shape, -xp.inf, dtype=prep.out_dtype, device=array_api_compat.device(x))
         return as_result(out if keepdims else xp.squeeze(out, axis=prep.axes))
-    if is_numpy(x) and _kernels.enabled():
-        out = _kernels.logsumexp(x, prep.axes, prep.out_dtype)
-    else:
+    out = None
+    if prep.backend is not None:
+        out = prep.backend.logsumexp(x, prep.axes, prep.out_dtype)
+    if out is None:
         out = cast(xp, fused(_logsumexp_core, x, axes=prep.axes), prep.out_dtype)
     return as_result(out if keepdims else xp.squeeze(out, axis=prep.axes))
 

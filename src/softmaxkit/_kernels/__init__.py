@@ -28,6 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from .._options import (
+    check_class_axis,
+    check_ignore_index,
+    check_indices,
+    check_label_smoothing,
+    check_reduction,
+)
+
 __all__ = [
     "available",
     "chunk_grad",
@@ -211,8 +219,13 @@ def cross_entropy_grad(
     label_smoothing: Any,
     z_loss: Any,
     softcap: Any,
-) -> tuple[np.ndarray, np.ndarray] | None:
+    grad: bool = True,
+    grad_scale: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray | None] | None:
     """The fused kernel for ``_losses.cross_entropy_grad``, or None where it does not apply.
+
+    With ``grad=False`` only the loss is computed (the gradient comes back as None);
+    ``grad_scale`` multiplies the gradient (an upstream gradient, in the same pass).
 
     Serves 2-D float32/float64 NumPy logits with the classes on the last axis and
     integer class indices, with or without ``weight``, ``ignore_index`` and
@@ -234,10 +247,7 @@ def cross_entropy_grad(
         and not z_loss
     ):
         return None
-    from .._losses import _check_axis, _check_indices
-    from .._options import check_ignore_index, check_label_smoothing, check_reduction
-
-    if _check_axis(axis, logits.ndim) != 1:
+    if check_class_axis(axis, logits.ndim) != 1:
         return None
     reduction = check_reduction(reduction)
     ignore = check_ignore_index(ignore_index)
@@ -245,7 +255,7 @@ def cross_entropy_grad(
     n, c = logits.shape
     if target.shape != (n,):
         return None  # the portable path words the error
-    _check_indices(target, c, ignore)
+    check_indices(target, c, ignore)
     work = logits.dtype
     w = None
     if weight is not None:
@@ -260,12 +270,12 @@ def cross_entropy_grad(
     else:
         denominator = float(np.sum(w[t[kept]], dtype=np.float64))
         sum_w = float(np.sum(w, dtype=np.float64))
-    scale = 1.0
+    scale = grad_scale
     if reduction == "mean":
         # torch's gradient of a NaN mean (nothing kept, or weights summing to 0) is 0
-        scale = 1.0 / denominator if denominator != 0 else 0.0
+        scale = grad_scale / denominator if denominator != 0 else 0.0
     x = np.ascontiguousarray(logits)
-    dx = np.empty_like(x)
+    dx = np.empty_like(x) if grad else None
     rows = np.empty(n, dtype=np.float64)
     special = _compiled().cross_entropy(
         x, t, w, dx, rows, n, c, ignore, eps, sum_w, scale, work == np.float64

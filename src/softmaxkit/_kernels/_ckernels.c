@@ -698,13 +698,15 @@ static void choose_stream(void) {
     /* Cross-entropy of class indices and its gradient, fused: per row, the max pass reads   \
        x, the exp pass writes exp(x - m) into dx (in cache), the last pass turns it into     \
        (sum(q) p - q) * scale.  q[c] = w[c] ((1 - eps) [c == t] + eps / C), as in _losses.   \
-       A row whose max is not finite is left for the portable path: the count is returned. */\
+       A row whose max is not finite, or with target mass on a -inf logit, is left for the   \
+       portable path: the count of such rows is returned. */                                \
     CLONES static Py_ssize_t ce_##SUF(const T *x, const int64_t *tg, const T *wt, T *dx,     \
                                       double *loss, Py_ssize_t N, Py_ssize_t C,              \
                                       int64_t ignore, double eps, double sum_w, double scale) {\
         Py_ssize_t special = 0;                                                              \
         int parallel = N * C >= PARALLEL_MIN;                                                \
-        int stream = N * C * (Py_ssize_t)sizeof(T) >= STREAM_MIN;                            \
+        /* no dx (the loss alone): exp(z) goes to the scratch row and is dropped */          \
+        int stream = !dx || N * C * (Py_ssize_t)sizeof(T) >= STREAM_MIN;                     \
         double u = eps / (double)C;                                                          \
         _Pragma("omp parallel if(parallel) reduction(+ : special)")                          \
         {                                                                                    \
@@ -713,11 +715,12 @@ static void choose_stream(void) {
             _Pragma("omp for schedule(guided)")                                              \
             for (Py_ssize_t i = 0; i < N; i++) {                                             \
                 const T *xi = x + i * C;                                                     \
-                T *di = dx + i * C;                                                          \
+                T *di = dx ? dx + i * C : NULL;                                              \
                 T *ei = scratch ? scratch : di;                                              \
                 int64_t t = tg[i];                                                           \
                 if (t == ignore) {                                                           \
-                    for (Py_ssize_t c = 0; c < C; c++) di[c] = 0;                            \
+                    if (di)                                                                  \
+                        for (Py_ssize_t c = 0; c < C; c++) di[c] = 0;                        \
                     loss[i] = 0;                                                             \
                     continue;                                                                \
                 }                                                                            \
@@ -726,20 +729,28 @@ static void choose_stream(void) {
                     special++;                                                               \
                     continue;                                                                \
                 }                                                                            \
-                double s = 0, top = 0;                                                       \
+                double s = 0, top = 0, lost = 0;                                             \
                 for (Py_ssize_t c0 = 0; c0 < C; c0 += SUM_PIECE) {                           \
                     Py_ssize_t c1 = c0 + SUM_PIECE < C ? c0 + SUM_PIECE : C;                 \
-                    T piece = 0, count = 0;                                                  \
-                    _Pragma("omp simd reduction(+ : piece, count)")                          \
+                    T piece = 0, count = 0, neg = 0;                                         \
+                    _Pragma("omp simd reduction(+ : piece, count, neg)")                     \
                     for (Py_ssize_t c = c0; c < c1; c++) {                                   \
                         T z = xi[c] - m;                                                     \
                         T e = EXPNEG(z);                                                     \
                         ei[c] = e;                                                           \
                         piece += z == 0 ? (T)0 : e;                                          \
                         count += z == 0 ? (T)1 : (T)0;                                       \
+                        neg += xi[c] == -INFINITY ? (T)1 : (T)0;                             \
                     }                                                                        \
                     s += piece;                                                              \
                     top += count;                                                            \
+                    lost += neg;                                                             \
+                }                                                                            \
+                /* a -inf logit with target mass (the target's, or any under smoothing):     \
+                   its loss is inf, and the portable path decides its gradient */            \
+                if (xi[t] == -INFINITY || (eps != 0 && lost != 0)) {                         \
+                    special++;                                                               \
+                    continue;                                                                \
                 }                                                                            \
                 /* log(sum) as log1p of the non-max terms: exact for a confident row */      \
                 double lrel = log1p(s + (top - 1)), total = s + top;                         \
@@ -760,6 +771,7 @@ static void choose_stream(void) {
                     row += u * acc;                                                          \
                 }                                                                            \
                 loss[i] = row;                                                               \
+                if (!di) continue;                                                           \
                 T a = (T)(qsum * scale / total), b = (T)(u * scale);                         \
                 if (eps != 0 && wt) {                                                        \
                     _Pragma("omp simd")                                                      \
@@ -830,6 +842,44 @@ static PyObject *py_forward(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* forward_ptr(x, out, outer, n, inner, temperature, op, double): as forward, on the
+   addresses of two C-contiguous buffers (torch tensors) that the caller keeps alive and
+   sized; no buffer objects, so the call costs what the kernel costs on small input. */
+static PyObject *py_forward_ptr(PyObject *self, PyObject *args) {
+    unsigned long long x, out;
+    Py_ssize_t outer, n, inner;
+    double t;
+    int op, dbl;
+    if (!PyArg_ParseTuple(args, "KKnnndii", &x, &out, &outer, &n, &inner, &t, &op, &dbl))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    if (dbl)
+        forward_d((const double *)(uintptr_t)x, (double *)(uintptr_t)out, outer, n, inner, t, op);
+    else
+        forward_f((const float *)(uintptr_t)x, (float *)(uintptr_t)out, outer, n, inner, (float)t,
+                  op);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* backward_ptr(g, y, dx, outer, n, inner, log, double): backward on addresses. */
+static PyObject *py_backward_ptr(PyObject *self, PyObject *args) {
+    unsigned long long g, y, dx;
+    Py_ssize_t outer, n, inner;
+    int log, dbl;
+    if (!PyArg_ParseTuple(args, "KKKnnnii", &g, &y, &dx, &outer, &n, &inner, &log, &dbl))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    if (dbl)
+        backward_d((const double *)(uintptr_t)g, (const double *)(uintptr_t)y,
+                   (double *)(uintptr_t)dx, outer, n, inner, log);
+    else
+        backward_f((const float *)(uintptr_t)g, (const float *)(uintptr_t)y,
+                   (float *)(uintptr_t)dx, outer, n, inner, log);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 /* backward(g, y, dx, outer, n, inner, log, double) */
 static PyObject *py_backward(PyObject *self, PyObject *args) {
     Py_buffer g, y, dx;
@@ -857,40 +907,44 @@ static PyObject *py_backward(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* cross_entropy(x, target, weight or None, dx, loss, N, C, ignore, eps, sum_w, scale, double) */
+/* cross_entropy(x, target, weight or None, dx or None, loss, N, C, ignore, eps, sum_w, scale,
+   double): without dx only the row losses are computed. */
 static PyObject *py_cross_entropy(PyObject *self, PyObject *args) {
-    Py_buffer x, tg, dx, loss, w = {0};
-    PyObject *weight;
+    Py_buffer x, tg, loss, w = {0}, dx = {0};
+    PyObject *weight, *grad;
     Py_ssize_t N, C;
     long long ignore;
     double eps, sum_w, scale;
     int dbl;
-    if (!PyArg_ParseTuple(args, "y*y*Ow*w*nnLdddi", &x, &tg, &weight, &dx, &loss, &N, &C,
+    if (!PyArg_ParseTuple(args, "y*y*OOw*nnLdddi", &x, &tg, &weight, &grad, &loss, &N, &C,
                           &ignore, &eps, &sum_w, &scale, &dbl))
         return NULL;
     Py_ssize_t size = dbl ? 8 : 4, special = 0;
-    int has_w = weight != Py_None;
+    int has_w = weight != Py_None, has_dx = grad != Py_None;
     int ok = !has_w || PyObject_GetBuffer(weight, &w, PyBUF_SIMPLE) == 0;
     if (!ok) has_w = 0;
-    ok = ok && check(&x, "x", N * C, size) && check(&dx, "dx", N * C, size) &&
+    if (ok && has_dx && PyObject_GetBuffer(grad, &dx, PyBUF_WRITABLE) != 0) ok = has_dx = 0;
+    ok = ok && check(&x, "x", N * C, size) && (!has_dx || check(&dx, "dx", N * C, size)) &&
          check(&tg, "target", N, 8) && check(&loss, "loss", N, 8) &&
          (!has_w || check(&w, "weight", C, size));
     if (ok) {
         Py_BEGIN_ALLOW_THREADS
         if (dbl)
             special = ce_d((const double *)x.buf, (const int64_t *)tg.buf,
-                           has_w ? (const double *)w.buf : NULL, (double *)dx.buf,
+                           has_w ? (const double *)w.buf : NULL,
+                           has_dx ? (double *)dx.buf : NULL,
                            (double *)loss.buf, N, C, (int64_t)ignore, eps, sum_w, scale);
         else
             special = ce_f((const float *)x.buf, (const int64_t *)tg.buf,
-                           has_w ? (const float *)w.buf : NULL, (float *)dx.buf,
+                           has_w ? (const float *)w.buf : NULL,
+                           has_dx ? (float *)dx.buf : NULL,
                            (double *)loss.buf, N, C, (int64_t)ignore, eps, sum_w, scale);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&x);
     PyBuffer_Release(&tg);
-    PyBuffer_Release(&dx);
     PyBuffer_Release(&loss);
+    if (has_dx) PyBuffer_Release(&dx);
     if (has_w) PyBuffer_Release(&w);
     if (!ok) return NULL;
     return PyLong_FromSsize_t(special);
@@ -943,6 +997,8 @@ static PyObject *py_num_threads(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"forward", py_forward, METH_VARARGS, "softmax / log_softmax / logsumexp over (outer, n, inner)"},
     {"backward", py_backward, METH_VARARGS, "softmax_backward / log_softmax_backward"},
+    {"forward_ptr", py_forward_ptr, METH_VARARGS, "forward on buffer addresses"},
+    {"backward_ptr", py_backward_ptr, METH_VARARGS, "backward on buffer addresses"},
     {"cross_entropy", py_cross_entropy, METH_VARARGS, "fused cross-entropy rows and gradient"},
     {"chunk_grad", py_chunk_grad, METH_VARARGS, "exp(z - lse) * scale - smooth * scale"},
     {"set_num_threads", py_set_num_threads, METH_VARARGS, "threads of later calls"},

@@ -1,0 +1,61 @@
+"""Which backend computes a validated call: one module per array library.
+
+The public functions validate their arguments once and then ask
+:func:`select` for the backend that owns the array.  A backend supplies a
+small, fixed set of primitives, each of which returns ``None`` for a case it
+does not serve, and the public function then runs the portable array-API code
+(the reference every backend is tested against):
+
+========================  ===============================================================
+primitive                 arguments (validated: working dtype, masked entries ``-inf``)
+========================  ===============================================================
+``softmax``               ``x, axes, temperature, out_dtype``
+``log_softmax``           ``x, axes, temperature, out_dtype``
+``logsumexp``             ``x, axes, out_dtype`` (reduced axes kept, length 1)
+``softmax_backward``      ``grad, p, axes, out_dtype``
+``log_softmax_backward``  ``grad, logp, axes, out_dtype``
+``cross_entropy``         the caller's ``logits, target`` and options, ``need_grad``
+========================  ===============================================================
+
+* NumPy arrays: :mod:`._numpy`, the compiled C kernels.
+* PyTorch tensors: :mod:`._torch`, ``torch.library`` operators over the same
+  kernels on CPU, PyTorch's fused functions elsewhere.
+* Anything else (JAX, other array-API libraries): no backend yet, the portable path.
+
+Nothing here imports a framework: the torch backend is loaded only once the
+caller has imported torch and passed a tensor.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+__all__ = ["select", "torch_backend"]
+
+_TORCH: ModuleType | None = None
+
+
+def torch_backend() -> ModuleType:
+    """The torch backend module (imports torch; call only with a tensor in hand)."""
+    global _TORCH
+    if _TORCH is None:
+        from . import _torch
+
+        _TORCH = _torch
+    return _TORCH
+
+
+def select(x: Any) -> ModuleType | None:
+    """The backend module for ``x``'s kind of array, or None for the portable path."""
+    if type(x) is np.ndarray:
+        from . import _numpy
+
+        return _numpy if _numpy.enabled() else None
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        return torch_backend()
+    return None
