@@ -568,6 +568,18 @@ def nll_loss(
     >>> float(nll_loss(log_probs, np.array([1, 2]), weight=np.array([1.0, 1.0, 3.0])))
     1.8161
     """
+    backend = _backends.select(log_probs)
+    if backend is not None and backend.NAME == "torch":
+        loss = backend.nll_loss(
+            log_probs,
+            target,
+            axis=axis,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+        )
+        if loss is not None:
+            return loss
     plan = _plan(
         log_probs,
         target,
@@ -737,6 +749,18 @@ def binary_cross_entropy_with_logits(
     >>> binary_cross_entropy_with_logits(logits, target, reduction="none").round(4).tolist()
     [[0.0, 10000.0, 0.6931]]
     """
+    backend = _backends.select(logits)
+    if backend is not None and backend.NAME == "torch":
+        result = backend.binary_cross_entropy_with_logits(
+            logits,
+            target,
+            need_grad=False,
+            weight=weight,
+            pos_weight=pos_weight,
+            reduction=reduction,
+        )
+        if result is not None:
+            return result[0]
     plan = _binary_plan(logits, target, weight, pos_weight, reduction)
     return _binary_reduce(plan, _binary_elementwise(plan))
 
@@ -775,6 +799,18 @@ def binary_cross_entropy_with_logits_grad(
     >>> g.tolist()
     [-0.25, 0.25]
     """
+    backend = _backends.select(logits)
+    if backend is not None and backend.NAME == "torch":
+        result = backend.binary_cross_entropy_with_logits(
+            logits,
+            target,
+            need_grad=True,
+            weight=weight,
+            pos_weight=pos_weight,
+            reduction=reduction,
+        )
+        if result is not None:
+            return result
     plan = _binary_plan(logits, target, weight, pos_weight, reduction)
     xp, x, y = plan.xp, plan.x, plan.y
     loss = _binary_reduce(plan, _binary_elementwise(plan))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -41,6 +42,7 @@ __all__ = [
     "chunk_grad",
     "cross_entropy_grad",
     "describe",
+    "empty",
     "enabled",
     "log_softmax",
     "log_softmax_backward",
@@ -48,6 +50,7 @@ __all__ = [
     "num_threads",
     "set_enabled",
     "set_num_threads",
+    "set_output_cache",
     "softmax",
     "softmax_backward",
     "use",
@@ -124,6 +127,69 @@ def describe() -> str:
     return f"C/OpenMP, {num_threads()} threads, {state}"
 
 
+# --- outputs: large ones are recycled once their last user has dropped them ----------------
+#
+# A fresh large output costs more than the kernel that fills it: the operating system
+# zeroes every new page on first touch, a full extra write (measured on a (4096, 32000)
+# float32 softmax: 1.35 times a copy into a reused array, 2.7 times into a new one).  A
+# loop that computes the same shape step after step (training, the benchmark) frees its
+# previous output before it asks for the next, so a few recently freed buffers are kept
+# and reused, as PyTorch's CUDA allocator keeps its blocks.  A buffer is free when no
+# array or tensor refers to it any more (its reference count says so; every view and
+# every tensor made by torch.from_numpy holds a reference).  At most _CACHE_BUFFERS
+# buffers of _CACHE_MIN bytes or more, together at most _CACHE_MAX_BYTES, are kept;
+# SOFTMAXKIT_OUTPUT_CACHE=0 or set_output_cache(False) turns the cache off.
+
+_CACHE_MIN = 1 << 20
+_CACHE_MAX_BYTES = 1 << 31
+_CACHE_BUFFERS = 4
+_cache: list[np.ndarray] = []
+_cache_on = os.environ.get("SOFTMAXKIT_OUTPUT_CACHE", "1") != "0"
+
+
+def set_output_cache(flag: bool) -> bool:
+    """Keep recently freed large outputs for reuse (default on); returns the previous setting."""
+    global _cache_on
+    previous = _cache_on
+    _cache_on = bool(flag)
+    if not _cache_on:
+        _cache.clear()
+    return previous
+
+
+def _references(buffers: list[np.ndarray], i: int) -> int:
+    return sys.getrefcount(buffers[i])
+
+
+# What _references counts for a buffer that only the cache refers to, measured the same
+# way (the count's conventions vary between Python versions; the pattern does not).
+_FREE = _references([np.empty(1)], 0)
+
+
+def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised C-contiguous array, from the cache of freed outputs where one fits."""
+    dtype = np.dtype(dtype)
+    count = math.prod(shape)
+    nbytes = count * dtype.itemsize
+    if not _cache_on or nbytes < _CACHE_MIN:
+        return np.empty(shape, dtype=dtype)
+    free = [i for i in range(len(_cache)) if _references(_cache, i) == _FREE]
+    for i in free:
+        if _cache[i].nbytes == nbytes and _cache[i].dtype == dtype:
+            return _cache[i].reshape(shape)
+    for i in reversed(free):  # make room by dropping free buffers
+        if (
+            len(_cache) < _CACHE_BUFFERS
+            and sum(b.nbytes for b in _cache) + nbytes <= _CACHE_MAX_BYTES
+        ):
+            break
+        del _cache[i]
+    buffer = np.empty(count, dtype=dtype)
+    if len(_cache) < _CACHE_BUFFERS and sum(b.nbytes for b in _cache) + nbytes <= _CACHE_MAX_BYTES:
+        _cache.append(buffer)
+    return buffer.reshape(shape)
+
+
 def _compiled() -> Any:
     if _C is None:
         raise RuntimeError("softmaxkit's C kernels are not built; check `available()` first")
@@ -174,7 +240,7 @@ def _forward(x: np.ndarray, axes: Axes, temperature: float, out_dtype: Any, op: 
         shape = tuple(1 if first <= i < first + len(axes) else k for i, k in enumerate(x.shape))
     else:
         shape = x.shape
-    out = np.empty(shape, dtype=x.dtype)
+    out = empty(shape, x.dtype)
     _compiled().forward(x, out, outer, n, inner, temperature, op, x.dtype == np.float64)
     return _restore(out, moved, out_dtype)
 
@@ -195,7 +261,7 @@ def logsumexp(x: np.ndarray, axes: Axes, out_dtype: Any) -> np.ndarray:
 def _backward(g: np.ndarray, y: np.ndarray, axes: Axes, out_dtype: Any, log: bool) -> np.ndarray:
     g, outer, n, inner, moved = _layout(g, axes)
     y = _layout(y, axes)[0]
-    dx = np.empty(g.shape, dtype=g.dtype)
+    dx = empty(g.shape, g.dtype)
     _compiled().backward(g, y, dx, outer, n, inner, log, g.dtype == np.float64)
     return _restore(dx, moved, out_dtype)
 
@@ -275,7 +341,7 @@ def cross_entropy_grad(
         # torch's gradient of a NaN mean (nothing kept, or weights summing to 0) is 0
         scale = grad_scale / denominator if denominator != 0 else 0.0
     x = np.ascontiguousarray(logits)
-    dx = np.empty_like(x) if grad else None
+    dx = empty(x.shape, x.dtype) if grad else None
     rows = np.empty(n, dtype=np.float64)
     special = _compiled().cross_entropy(
         x, t, w, dx, rows, n, c, ignore, eps, sum_w, scale, work == np.float64
