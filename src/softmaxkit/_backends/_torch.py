@@ -798,7 +798,7 @@ def _cross_entropy_composite(
         q = ((1 - eps) * target + eps / n_classes) * w
         rows = -torch.sum(torch.where(q == 0, _zero(x), q * logp), dim=-1)
         kept = torch.ones(rows.shape, dtype=torch.bool, device=x.device)
-        denominator = torch.tensor(float(rows.numel()), dtype=x.dtype, device=x.device)
+        denominator = torch.full((), float(rows.numel()), dtype=x.dtype, device=x.device)
     else:
         rows, kept, w_t = _nll_rows(logp, target, weight, ignore_index)
         rows = (1 - eps) * rows if eps else rows
@@ -851,7 +851,9 @@ def _bce_composite(logits, target, weight, pos_weight, reduction, need_grad=Fals
         return loss
     if reduction == "sum":
         return loss.sum()
-    return _mean(loss.sum(), torch.tensor(float(loss.numel()), dtype=loss.dtype))
+    return _mean(
+        loss.sum(), torch.full((), float(loss.numel()), dtype=loss.dtype, device=loss.device)
+    )
 
 
 # --- primitives (called by the public functions after validation) ----------------------------
@@ -992,7 +994,8 @@ def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) 
     )
 
     logits = _autocast(logits)
-    if not _operators(logits) or logits.dim() == 0:
+    device_path = _on_device(logits)
+    if not (_operators(logits) or device_path) or logits.dim() == 0:
         return None
     axis = check_class_axis(options["axis"], logits.dim())
     reduction = check_reduction(options["reduction"])
@@ -1017,6 +1020,12 @@ def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) 
     x = logits.movedim(axis, -1).reshape(-1, logits.shape[axis])
     t = target.movedim(axis, -1).reshape(x.shape).to(x.dtype) if soft else target.reshape(-1)
     settings = (t, weight, ignore, reduction, eps, float(z_loss), _float_or_none(softcap))
+    if device_path:
+        if soft:
+            _check_probabilities_on_device(t)
+        else:
+            _check_indices_on_device(t, x.shape[-1], ignore, "target")
+        return _composite_loss(_cross_entropy_composite, x, settings, need_grad, row_shape, axis)
     loss = _call("cross_entropy", x, *settings)
     if reduction == "none":
         loss = loss.reshape(row_shape)
@@ -1028,6 +1037,70 @@ def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) 
     dx = _OPS.cross_entropy_backward(upstream, x.detach(), *settings)
     dlogits = dx.reshape(*row_shape, logits.shape[axis]).movedim(-1, axis)
     return loss.detach(), dlogits
+
+
+def _on_device(x: Tensor) -> bool:
+    """Whether ``x`` takes the device path: the losses in torch operations, no host sync.
+
+    Tensors on a GPU (or any device but the CPU) whose dtype the operators do not
+    serve on the CPU either; and every tensor when the tests force the "fused" path.
+    """
+    if _path == "fused":
+        return True
+    return _path == "auto" and not (x.is_cpu or x.is_meta)
+
+
+def _composite_loss(
+    composite: Callable[..., Tensor],
+    x: Tensor,
+    settings: tuple[Any, ...],
+    need_grad: bool,
+    row_shape: Sequence[int],
+    axis: int,
+) -> tuple[Tensor, Tensor | None]:
+    """The device path of a loss of 2-D logits: autograd of ``composite``."""
+    if not need_grad:
+        loss = composite(x, *settings)
+        return (loss.reshape(row_shape) if loss.dim() else loss), None
+    with torch.enable_grad():
+        leaf = x.detach().requires_grad_()
+        loss = composite(leaf, *settings)
+        (dx,) = torch.autograd.grad(loss, leaf, torch.ones_like(loss))
+    loss = loss.detach()
+    dlogits = dx.reshape(*row_shape, x.shape[-1]).movedim(-1, axis)
+    return (loss.reshape(row_shape) if loss.dim() else loss), dlogits
+
+
+def _device_check(ok: Tensor, message: str) -> None:
+    """Raise ``message`` where ``ok`` is not all True, without waiting for a device.
+
+    On a GPU the check is a device-side assertion (``torch._assert_async``), as
+    PyTorch's own losses check their targets there: it fails the next synchronising
+    call rather than this one.  On the CPU (the forced "fused" path) it raises here.
+    """
+    if ok.is_cpu:
+        if not bool(ok.all()):
+            raise SoftmaxkitValueError(message)
+    else:
+        torch._assert_async(ok.all(), message)
+
+
+def _check_indices_on_device(t: Tensor, n_classes: int, ignore: int, name: str) -> None:
+    ok = ((t >= 0) & (t < n_classes)) | (t == ignore)
+    _device_check(ok, f"`{name}` must be in [0, {n_classes}) or {ignore}")
+
+
+def _check_probabilities_on_device(t: Tensor) -> None:
+    from .._losses import _SUM_TOLERANCE
+
+    tolerance = _SUM_TOLERANCE[max(2, min(8, t.element_size()))]
+    total = torch.sum(t.double() if t.element_size() >= 4 else t.float(), dim=-1)
+    ok = torch.all(t >= 0) & torch.all(torch.abs(total - 1) <= tolerance)
+    _device_check(
+        ok,
+        "`target` probabilities must be >= 0 and sum to 1 along `axis` "
+        f"(within {tolerance:g} for {t.dtype})",
+    )
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -1042,7 +1115,8 @@ def nll_loss(log_probs: Any, target: Any, **options: Any) -> Tensor | None:
     from .._options import check_class_axis, check_ignore_index, check_reduction
 
     log_probs = _autocast(log_probs)
-    if not _operators(log_probs) or log_probs.dim() == 0:
+    device_path = _on_device(log_probs)
+    if not (_operators(log_probs) or device_path) or log_probs.dim() == 0:
         return None
     axis = check_class_axis(options["axis"], log_probs.dim())
     reduction = check_reduction(options["reduction"])
@@ -1058,6 +1132,10 @@ def nll_loss(log_probs: Any, target: Any, **options: Any) -> Tensor | None:
             return None
         weight = weight.to(log_probs.dtype)
     x = log_probs.movedim(axis, -1).reshape(-1, log_probs.shape[axis])
+    if device_path:
+        _check_indices_on_device(target, x.shape[-1], ignore, "target")
+        settings = (target.reshape(-1), weight, ignore, reduction)
+        return _composite_loss(_nll_composite, x, settings, False, row_shape, axis)[0]
     loss = _call("nll_loss", x, target.reshape(-1), weight, ignore, reduction)
     return loss.reshape(row_shape) if reduction == "none" else loss
 
@@ -1068,7 +1146,8 @@ def binary_cross_entropy_with_logits(
     from .._options import check_reduction
 
     logits = _autocast(logits)
-    if not _operators(logits):
+    device_path = _on_device(logits)
+    if not (_operators(logits) or device_path):
         return None
     reduction = check_reduction(reduction)
     target = _as_tensor(target, "target", logits)
@@ -1083,6 +1162,9 @@ def binary_cross_entropy_with_logits(
             value = value.to(logits.dtype)
         extras.append(value)
     t = target.to(logits.dtype)
+    if device_path:
+        _device_check((t >= 0) & (t <= 1), "`target` must be probabilities in [0, 1]")
+        return _bce_on_device(logits, (t, extras[0], extras[1], reduction), need_grad)
     grad_needed = need_grad or _wants_grad(logits, t, *extras)
     loss, dx = _call(
         "binary_cross_entropy_with_logits", logits, t, extras[0], extras[1], reduction, grad_needed
@@ -1134,3 +1216,13 @@ def prepare(x: Tensor, where: Any) -> tuple[Any, Tensor, Any]:
             )
         x = torch.where(where, x, torch.full((), -math.inf, dtype=work, device=x.device))
     return _namespace(), x, out
+
+
+def _bce_on_device(x: Tensor, settings: tuple[Any, ...], need_grad: bool) -> Any:
+    if not need_grad:
+        return _bce_composite(x, *settings), None
+    with torch.enable_grad():
+        leaf = x.detach().requires_grad_()
+        loss = _bce_composite(leaf, *settings)
+        (dx,) = torch.autograd.grad(loss, leaf, torch.ones_like(loss))
+    return loss.detach(), dx
