@@ -79,13 +79,37 @@ def kernel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     return str(request.param)
 
 
-ENGINES = (*(f"numpy-{path}" for path in KERNEL_PATHS), "torch", "jax")
+# The three ways a torch tensor can be served (softmaxkit._backends._torch): the kernel
+# operators, PyTorch's fused functions with the edge cases restored by arithmetic (what
+# GPU tensors take), and the portable array-API code.
+TORCH_PATHS: tuple[str, ...] = ("operators", "fused", "portable")
+
+ENGINES = (
+    *(f"numpy-{path}" for path in KERNEL_PATHS),
+    *(f"torch-{path}" for path in TORCH_PATHS),
+    "jax",
+)
 
 
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backend:
-    """Like `backend`, but NumPy once per kernel path: for the edge-case matrix."""
+    """Like `backend`, but NumPy and torch once per path: for the edge-case matrix."""
     name, _, path = str(request.param).partition("-")
     if name == "numpy":
         _use_kernel_path(monkeypatch, path)
+    if name == "torch":
+        _use_torch_path(monkeypatch, path)
     return Backend(name)
+
+
+def _use_torch_path(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    from softmaxkit._backends import _torch
+
+    monkeypatch.setattr(_torch, "_path", path)
+
+
+@pytest.fixture(params=TORCH_PATHS)
+def torch_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The torch path under test, forced for the duration of the test."""
+    _use_torch_path(monkeypatch, request.param)
+    return str(request.param)
