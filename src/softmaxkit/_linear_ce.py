@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import as_array, compute_dtype, is_jax, is_torch, namespace, to_numpy
+from . import _backends
+from ._backend import as_array, compute_dtype, is_jax, namespace, to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._options import check_ignore_index, check_label_smoothing, check_reduction
 
@@ -34,6 +35,72 @@ Array = Any
 
 # Elements of one chunk of logits when chunk_size is not given: 64 MB of float32.
 _CHUNK_ELEMENTS = 1 << 24
+
+
+def _check_shapes(
+    inputs: tuple[int, ...],
+    weight: tuple[int, ...],
+    targets: tuple[int, ...],
+    bias: tuple[int, ...] | None,
+) -> tuple[int, int, int]:
+    """``(N, D, V)`` from the shapes of the arguments, each checked against the others."""
+    if len(inputs) != 2:
+        raise SoftmaxkitValueError(f"`inputs` must have shape (N, D); got shape {tuple(inputs)}")
+    n, d = inputs
+    if len(weight) != 2 or weight[1] != d:
+        raise SoftmaxkitValueError(
+            f"`weight` must have shape (V, {d}) to match `inputs`; got shape {tuple(weight)}"
+        )
+    v = weight[0]
+    if tuple(targets) != (n,):
+        raise SoftmaxkitValueError(
+            f"`targets` must have shape ({n},), one class index per row of `inputs`; got "
+            f"shape {tuple(targets)}"
+        )
+    if bias is not None and tuple(bias) != (v,):
+        raise SoftmaxkitValueError(
+            f"`bias` must have shape ({v},), one entry per row of `weight`; got shape {tuple(bias)}"
+        )
+    return n, d, v
+
+
+def _check_settings(
+    ignore_index: Any, reduction: Any, label_smoothing: Any, chunk_size: Any
+) -> tuple[int, str, float, int | None]:
+    """``(ignore_index, reduction, label_smoothing, chunk_size)`` checked (chunk: None = default)."""
+    reduction = check_reduction(reduction)
+    ignore = check_ignore_index(ignore_index)
+    eps = check_label_smoothing(label_smoothing)
+    chunk = None
+    if chunk_size is not None:
+        try:
+            chunk = operator.index(chunk_size)
+        except TypeError:
+            raise SoftmaxkitTypeError(
+                f"`chunk_size` must be a positive int or None; got {chunk_size!r}"
+            ) from None
+        if chunk < 1:
+            raise SoftmaxkitValueError(f"`chunk_size` must be at least 1; got {chunk}")
+    return ignore, str(reduction), eps, chunk
+
+
+def _chunk_classes(n: int, v: int, chunk: int | None) -> int:
+    """Classes per chunk: ``chunk``, or as many as make one chunk about 16M entries."""
+    if chunk is None:
+        chunk = max(1, min(v, _CHUNK_ELEMENTS // max(n, 1)))
+    return min(chunk, v) if v else 1
+
+
+def _check_class_indices(t: np.ndarray, dtype: Any, v: int, ignore: int) -> None:
+    """Integer ``t`` (of the caller's ``dtype``), each in ``[0, v)`` or ``ignore``."""
+    if t.dtype.kind not in "iu":
+        raise SoftmaxkitTypeError(f"`targets` must hold integer class indices; got dtype {dtype}")
+    bad = ((t < 0) | (t >= v)) & (t != ignore)
+    if bad.any():
+        pos = int(np.argmax(bad))
+        raise SoftmaxkitValueError(
+            f"`targets` must be in [0, {v}) or {ignore}; position {pos} holds {int(t[pos])}"
+        )
 
 
 class _Options:
@@ -50,60 +117,22 @@ class _Options:
         label_smoothing: Any,
         chunk_size: Any,
     ) -> None:
-        if inputs.ndim != 2:
-            raise SoftmaxkitValueError(
-                f"`inputs` must have shape (N, D); got shape {tuple(inputs.shape)}"
-            )
-        n, d = inputs.shape
-        if weight.ndim != 2 or weight.shape[1] != d:
-            raise SoftmaxkitValueError(
-                f"`weight` must have shape (V, {d}) to match `inputs`; got shape "
-                f"{tuple(weight.shape)}"
-            )
-        v = weight.shape[0]
-        if tuple(targets.shape) != (n,):
-            raise SoftmaxkitValueError(
-                f"`targets` must have shape ({n},), one class index per row of `inputs`; got "
-                f"shape {tuple(targets.shape)}"
-            )
-        if bias is not None and tuple(bias.shape) != (v,):
-            raise SoftmaxkitValueError(
-                f"`bias` must have shape ({v},), one entry per row of `weight`; got shape "
-                f"{tuple(bias.shape)}"
-            )
-        reduction = check_reduction(reduction)
-        ignore = check_ignore_index(ignore_index)
-        eps = check_label_smoothing(label_smoothing)
-        if chunk_size is None:
-            chunk = max(1, min(v, _CHUNK_ELEMENTS // max(n, 1)))
-        else:
-            try:
-                chunk = operator.index(chunk_size)
-            except TypeError:
-                raise SoftmaxkitTypeError(
-                    f"`chunk_size` must be a positive int or None; got {chunk_size!r}"
-                ) from None
-            if chunk < 1:
-                raise SoftmaxkitValueError(f"`chunk_size` must be at least 1; got {chunk}")
+        n, d, v = _check_shapes(
+            inputs.shape, weight.shape, targets.shape, None if bias is None else bias.shape
+        )
+        ignore, reduction, eps, chunk = _check_settings(
+            ignore_index, reduction, label_smoothing, chunk_size
+        )
         t = to_numpy(targets)
-        if t.dtype.kind not in "iu":
-            raise SoftmaxkitTypeError(
-                f"`targets` must hold integer class indices; got dtype {targets.dtype}"
-            )
-        bad = ((t < 0) | (t >= v)) & (t != ignore)
-        if bad.any():
-            pos = int(np.argmax(bad))
-            raise SoftmaxkitValueError(
-                f"`targets` must be in [0, {v}) or {ignore}; position {pos} holds {int(t[pos])}"
-            )
+        _check_class_indices(t, targets.dtype, v, ignore)
         kept = t != ignore
         self.n, self.d, self.v = n, d, v
         self.targets = np.where(kept, t, 0).astype(np.int64)
         self.kept = kept
         self.n_kept = int(kept.sum())
-        self.reduction = str(reduction)
+        self.reduction = reduction
         self.eps = eps
-        self.chunk = min(chunk, v) if v else 1
+        self.chunk = _chunk_classes(n, v, chunk)
 
     def chunks(self) -> range:
         return range(0, self.v, self.chunk)
@@ -202,118 +231,25 @@ def _np_backward(x, w, b, opt: _Options, lse: np.ndarray, scales: np.ndarray):
     return dx, dw, db
 
 
-# --- PyTorch -------------------------------------------------------------------------------
-
-
-def _torch_function() -> Any:
-    """The autograd Function, defined on first use so that importing softmaxkit skips torch."""
-    global _TorchFunction
-    if _TorchFunction is not None:
-        return _TorchFunction
-    import torch
-
-    def host(x: Any) -> bool:
-        # CPU tensors run the NumPy code on views of the same memory: NumPy's BLAS was
-        # markedly faster than torch.mm for these shapes on the AMD machine we measured.
-        return bool(
-            _CPU_TENSORS_VIA_NUMPY
-            and x.device.type == "cpu"
-            and x.dtype in (torch.float32, torch.float64)
-        )
-
-    def as_numpy(x: Any, w: Any, b: Any) -> tuple[Any, Any, Any]:
-        def view(t: Any) -> Any:
-            return None if t is None else t.detach().contiguous().numpy()
-
-        return view(x), view(w), view(b)
-
-    def logits(x, w, b, v0, v1, buf):
-        z = buf[: x.shape[0] * (v1 - v0)].view(x.shape[0], v1 - v0)
-        torch.mm(x, w[v0:v1].t(), out=z)
-        if b is not None:
-            z += b[v0:v1]
-        return z
-
-    class LinearCrossEntropy(torch.autograd.Function):
-        """Saves the inputs and one number per row (the logsumexp), never the logits."""
-
-        @staticmethod
-        def forward(ctx, x, w, b, opt):  # type: ignore[override]
-            ctx.opt = opt
-            if host(x):
-                lse_np, rows = _np_forward(*as_numpy(x, w, b), opt)
-                ctx.save_for_backward(x, w, b, torch.from_numpy(lse_np))
-                return torch.as_tensor(opt.reduce(rows), dtype=x.dtype)
-            n = opt.n
-            lse = torch.full((n,), -math.inf, dtype=torch.float64, device=x.device)
-            target_logit = torch.zeros(n, dtype=torch.float64, device=x.device)
-            logit_sum = torch.zeros(n, dtype=torch.float64, device=x.device)
-            buf = torch.empty(n * opt.chunk, dtype=x.dtype, device=x.device)
-            for v0 in opt.chunks():
-                v1 = min(v0 + opt.chunk, opt.v)
-                z = logits(x, w, b, v0, v1, buf)
-                lse = torch.logaddexp(lse, torch.logsumexp(z, dim=1).double())
-                rows, cols = opt.in_chunk(v0, v1)
-                rows_t = torch.from_numpy(rows).to(x.device)
-                target_logit[rows_t] = z[rows_t, torch.from_numpy(cols).to(x.device)].double()
-                if opt.eps:
-                    logit_sum += z.sum(dim=1, dtype=torch.float64)
-            rows = opt.row_losses(
-                lse.cpu().numpy(), target_logit.cpu().numpy(), logit_sum.cpu().numpy()
-            )
-            ctx.save_for_backward(x, w, b, lse)
-            loss = opt.reduce(rows)
-            return torch.as_tensor(loss, dtype=x.dtype, device=x.device)
-
-        @staticmethod
-        def backward(ctx, grad_loss):  # type: ignore[override]
-            x, w, b, lse = ctx.saved_tensors
-            opt = ctx.opt
-            scales = torch.from_numpy(opt.row_scales()).to(x.device, x.dtype)
-            scales = scales * grad_loss.to(x.dtype)  # a scalar, or one per row for "none"
-            need_x, need_w, need_b = ctx.needs_input_grad[:3]
-            if host(x):
-                grads = _np_backward(*as_numpy(x, w, b), opt, lse.numpy(), scales.double().numpy())
-                dx_np, dw_np, db_np = (None if g is None else torch.from_numpy(g) for g in grads)
-                return (
-                    dx_np if need_x else None,
-                    dw_np if need_w else None,
-                    db_np if need_b else None,
-                    None,
-                )
-            dx = torch.zeros_like(x) if need_x else None
-            dw = torch.empty_like(w) if need_w else None
-            db = torch.empty_like(b) if (need_b and b is not None) else None
-            buf = torch.empty(opt.n * opt.chunk, dtype=x.dtype, device=x.device)
-            shift = lse.to(x.dtype)[:, None]
-            for v0 in opt.chunks():
-                v1 = min(v0 + opt.chunk, opt.v)
-                g = logits(x, w, b, v0, v1, buf)
-                g -= shift
-                g.exp_()
-                if opt.eps:
-                    g -= opt.eps / opt.v
-                rows, cols = opt.in_chunk(v0, v1)
-                g[torch.from_numpy(rows).to(x.device), torch.from_numpy(cols).to(x.device)] -= (
-                    1 - opt.eps
-                )
-                g *= scales[:, None]
-                if dx is not None:
-                    dx.addmm_(g, w[v0:v1])
-                if dw is not None:
-                    torch.mm(g.t(), x, out=dw[v0:v1])
-                if db is not None:
-                    torch.sum(g, dim=0, out=db[v0:v1])
-            return dx, dw, db, None
-
-    _TorchFunction = LinearCrossEntropy
-    return _TorchFunction
-
-
-_TorchFunction: Any = None
-
-# Tests turn this off to run the torch code (which GPU tensors take) on the CPU.
+# --- PyTorch ---------------------------------------------------------------------------------
+#
+# Torch tensors go to the operators of softmaxkit._backends._torch_linear_ce, whose CPU
+# kernel runs the NumPy code above on views of the tensors' memory: NumPy's BLAS was
+# markedly faster than torch.mm for these shapes on the AMD machine we measured.  Tests
+# turn this off to run the torch code (which other devices take) on the CPU.
 _CPU_TENSORS_VIA_NUMPY = True
+
+
+def _torch_backend(*arrays: Array) -> Any:
+    """The torch operators' module when ``arrays`` (None aside) are all torch tensors."""
+    backend = _backends.select(arrays[0])
+    if backend is None or backend.NAME != "torch":
+        return None
+    from ._backends import _torch_linear_ce as torch_ops
+
+    if not all(a is None or torch_ops.is_tensor(a) for a in arrays[1:]):
+        return None  # mixed libraries: the generic path words the error
+    return torch_ops
 
 
 # --- public functions ----------------------------------------------------------------------
@@ -371,15 +307,20 @@ def linear_cross_entropy(
     -------
     array
         0-d for ``"mean"`` and ``"sum"``, shape (N,) for ``"none"``; of the kind of
-        ``inputs``.  With PyTorch tensors the result is differentiable by autograd
-        (an ``autograd.Function`` that saves the inputs and one logsumexp per row,
-        never the logits; float CPU tensors are computed by the NumPy code on views
-        of their memory, other devices by torch operations).  JAX arrays take the plain computation (the logits are
-        formed) and are differentiable by ``jax.grad``.
+        ``inputs``.  PyTorch tensors run the operator
+        ``torch.ops.softmaxkit.linear_cross_entropy`` (float32/float64 CPU tensors
+        through the NumPy code on views of their memory, other devices through torch
+        operations), whose result is differentiable once by autograd and
+        ``torch.func`` (the inputs and one logsumexp per row are saved, never the
+        logits; a second derivative raises :class:`SoftmaxkitError`), and which
+        ``torch.compile``, ``torch.func.vmap`` and ``meta`` tensors see through;
+        under ``torch.autocast`` the loss is float32, as PyTorch's cross-entropy.
+        JAX arrays take the plain computation (the logits are formed) and are
+        differentiable by ``jax.grad``, to any order.
 
     See Also
     --------
-    linear_cross_entropy_grad : the loss and its three gradients for NumPy.
+    linear_cross_entropy_grad : the loss and its three gradients, without autograd.
 
     Examples
     --------
@@ -390,6 +331,12 @@ def linear_cross_entropy(
     >>> round(float(linear_cross_entropy(x, W, np.array([0, 1]), chunk_size=2)), 4)
     0.4121
     """
+    torch_ops = _torch_backend(inputs, weight, bias)
+    if torch_ops is not None:
+        x, w, b, t, out = torch_ops.prepare(inputs, weight, targets, bias)
+        _check_shapes(x.shape, w.shape, t.shape, None if b is None else b.shape)
+        settings = _check_settings(ignore_index, reduction, label_smoothing, chunk_size)
+        return torch_ops.linear_cross_entropy(x, w, b, t, *settings).to(out)
     xp, x, w, b, targets, out = _arrays(inputs, weight, targets, bias)
     if is_jax(x):
         from ._losses import cross_entropy
@@ -404,9 +351,6 @@ def linear_cross_entropy(
         )
         return xp.astype(loss, out)
     opt = _Options(x, w, targets, b, ignore_index, reduction, label_smoothing, chunk_size)
-    if is_torch(x):
-        loss = _torch_function().apply(x, w, b, opt)
-        return loss.to(out)
     _, rows = _np_forward(x, w, b, opt)
     return np.asarray(opt.reduce(rows), dtype=out)
 
@@ -434,7 +378,7 @@ def linear_cross_entropy_grad(
     rows get zero gradient; a mean over no kept rows is NaN with zero gradients
     (as PyTorch).
 
-    NumPy arrays (and PyTorch tensors, through the same autograd function).
+    NumPy arrays, and PyTorch tensors (the forward and backward operators, no autograd graph).
 
     Examples
     --------
@@ -446,6 +390,13 @@ def linear_cross_entropy_grad(
     >>> round(float(loss), 4), dW.tolist(), db.tolist()
     (0.6931, [[-0.5, 0.0], [0.5, 0.0]], [-0.5, 0.5])
     """
+    torch_ops = _torch_backend(inputs, weight, bias)
+    if torch_ops is not None:
+        x, w, b, t, out = torch_ops.prepare(inputs, weight, targets, bias)
+        _check_shapes(x.shape, w.shape, t.shape, None if b is None else b.shape)
+        settings = _check_settings(ignore_index, reduction, label_smoothing, chunk_size)
+        loss, dx, dw, db = torch_ops.linear_cross_entropy_grad(x, w, b, t, *settings)
+        return loss.to(out), dx.to(out), dw.to(out), None if db is None else db.to(out)
     _, x, w, b, targets, out = _arrays(inputs, weight, targets, bias)
     if is_jax(x):
         raise SoftmaxkitTypeError(
@@ -453,19 +404,6 @@ def linear_cross_entropy_grad(
             "linear_cross_entropy_grad takes NumPy arrays or PyTorch tensors"
         )
     opt = _Options(x, w, targets, b, ignore_index, reduction, label_smoothing, chunk_size)
-    if is_torch(x):
-        import torch
-
-        with torch.enable_grad():
-            leaves = [
-                a.detach().requires_grad_(True) for a in (x, w) + ((b,) if b is not None else ())
-            ]
-            loss = _torch_function().apply(
-                leaves[0], leaves[1], leaves[2] if b is not None else None, opt
-            )
-            loss.backward(torch.ones_like(loss))
-        grads = [leaf.grad.to(out) for leaf in leaves]
-        return loss.detach().to(out), grads[0], grads[1], grads[2] if b is not None else None
     lse, rows = _np_forward(x, w, b, opt)
     dx, dw, db = _np_backward(x, w, b, opt, lse, opt.row_scales())
     loss = np.asarray(opt.reduce(rows), dtype=out)
