@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -55,9 +56,27 @@ def test_every_suite_runs_quick_and_writes_one_json(tmp_path):
         "tutorial",
         "scipy",
         "torch",
+        "softmaxkit (torch)",
         "jax",
     }
     assert not [n for n in softmax["notes"] if ":" in n and "error" in n.lower()]
+    cross_entropy = next(s for s in data["suites"] if s["suite"] == "cross-entropy")
+    assert [row[1] for row in cross_entropy["rows"]] == [
+        "copy",
+        "softmaxkit",
+        "torch",
+        "softmaxkit (torch)",
+    ]
+    assert "peak (MB)" in cross_entropy["columns"]
+    assert all(row[-1] is not None for row in cross_entropy["rows"])  # every peak measured
+    tensors = next(s for s in data["suites"] if s["suite"] == "torch")
+    assert [(row[0], row[2]) for row in tensors["rows"]] == [
+        ("softmax", "forward"),
+        ("log_softmax", "forward"),
+        ("softmax", "forward + backward"),
+        ("log_softmax", "forward + backward"),
+    ]
+    assert all("max_abs_difference" in r for r in tensors["extra"]["results"].values())
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary behind
 
 
@@ -102,6 +121,21 @@ def test_median_seconds_calls_the_function_at_least_repeat_times():
     calls = []
     seconds = _bench.median_seconds(lambda: calls.append(1), repeat=5, warmup=1)
     assert seconds > 0 and len(calls) >= 1 + 1 + 5
+
+
+def test_paired_medians_times_every_function_in_rounds():
+    calls: dict[str, int] = {"a": 0, "b": 0}
+
+    def count(name):
+        def fn():
+            calls[name] += 1
+            time.sleep(1e-4)
+
+        return fn
+
+    seconds = _bench.paired_medians({n: count(n) for n in calls}, repeat=4, warmup=1)
+    assert set(seconds) == {"a", "b"} and all(s > 0 for s in seconds.values())
+    assert all(c >= 1 + 1 + 4 for c in calls.values())
 
 
 def test_measure_reports_a_failing_contender_instead_of_stopping():

@@ -5,7 +5,9 @@ A suite is a module with ``run(*, quick=False, repeat=None) -> dict`` returning
 maps each name to its module, imported only when the suite runs.  Contenders
 are timed each in a process of its own (:func:`measure`), so that one
 library's thread pool, allocator or JIT cache cannot slow another down, and
-every process is limited to :data:`THREADS` threads.
+every process is limited to :data:`THREADS` threads.  Contenders that share
+one library (PyTorch against softmaxkit on PyTorch tensors) are instead timed
+side by side in one process (:func:`paired_medians`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -29,6 +31,10 @@ __all__ = [
     "machine",
     "measure",
     "median_seconds",
+    "paired_medians",
+    "peak_bytes",
+    "reset_peak",
+    "resident_bytes",
     "run_suites",
     "thread_env",
     "write_json",
@@ -39,6 +45,7 @@ SUITES: dict[str, str] = {
     "cross-entropy": "softmaxkit._bench.cross_entropy",
     "linear-ce": "softmaxkit._bench.linear_ce",
     "sampling": "softmaxkit._bench.sampling",
+    "torch": "softmaxkit._bench.tensors",
 }
 
 THREADS = 2
@@ -61,6 +68,24 @@ def thread_env(threads: int = THREADS) -> dict[str, str]:
     return env
 
 
+def _batch_size(fn: Callable[[], Any]) -> int:
+    """How many calls of ``fn`` make one sample: 1, or enough for 0.5 ms if a call is under 50 µs.
+
+    A single ``perf_counter`` pair costs a sizeable part of a call that short.
+    """
+    start = time.perf_counter()
+    fn()
+    once = time.perf_counter() - start
+    return max(1, min(10_000, int(5e-4 / once))) if once < 5e-5 else 1
+
+
+def _sample(fn: Callable[[], Any], batch: int) -> float:
+    start = time.perf_counter()
+    for _ in range(batch):
+        fn()
+    return (time.perf_counter() - start) / batch
+
+
 def median_seconds(
     fn: Callable[[], Any], *, repeat: int = 20, warmup: int = 2, budget: float = 20.0
 ) -> float:
@@ -73,20 +98,84 @@ def median_seconds(
     """
     for _ in range(warmup):
         fn()
-    start = time.perf_counter()
-    fn()
-    once = time.perf_counter() - start
-    batch = max(1, min(10_000, int(5e-4 / once))) if once < 5e-5 else 1
+    batch = _batch_size(fn)
     samples: list[float] = []
     spent = 0.0
     while len(samples) < repeat and (len(samples) < 3 or spent < budget):
-        start = time.perf_counter()
-        for _ in range(batch):
-            fn()
-        elapsed = time.perf_counter() - start
-        spent += elapsed
-        samples.append(elapsed / batch)
+        samples.append(_sample(fn, batch))
+        spent += samples[-1] * batch
     return statistics.median(samples)
+
+
+def paired_medians(
+    fns: Mapping[str, Callable[[], Any]],
+    *,
+    repeat: int = 20,
+    warmup: int = 2,
+    budget: float = 40.0,
+) -> dict[str, float]:
+    """Median wall time of each of ``fns``, timed side by side in this process.
+
+    Each round takes one sample of every function (batched as in
+    :func:`median_seconds`), starting one place further along each round, so
+    that a burst of another process's load or a change of clock speed falls on
+    every contender alike: the ratio of two medians is a comparison under the
+    same conditions.  For contenders that share a library (PyTorch against
+    softmaxkit on PyTorch tensors) this is fairer than a process each.  Stops
+    early (after at least 3 rounds) once ``budget`` seconds are spent in all.
+    """
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
+    batches = {name: _batch_size(fns[name]) for name in names}
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    spent = 0.0
+    rounds = 0
+    while rounds < repeat and (rounds < 3 or spent < budget):
+        for k in range(len(names)):
+            name = names[(rounds + k) % len(names)]
+            samples[name].append(_sample(fns[name], batches[name]))
+            spent += samples[name][-1] * batches[name]
+        rounds += 1
+    return {name: statistics.median(samples[name]) for name in names}
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now."""
+    import resource  # POSIX only: imported where the memory is measured
+
+    with open("/proc/self/statm", encoding="ascii") as f:
+        pages = int(f.read().split()[1])
+    return pages * resource.getpagesize()
+
+
+def reset_peak() -> None:
+    """Start the kernel's high-water mark of resident memory (VmHWM) afresh, where allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+    except OSError:
+        pass  # the peak then also covers what happened before the baseline
+
+
+def peak_bytes() -> int:
+    """This process's high-water mark of resident memory since :func:`reset_peak`.
+
+    Resident memory counts every allocation that was touched, PyTorch's CPU
+    tensors as well as NumPy's arrays, which a Python-level tracer would miss.
+    Where ``VmHWM`` cannot be read, ``ru_maxrss`` (the peak since the start).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def measure(

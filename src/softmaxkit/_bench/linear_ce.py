@@ -13,44 +13,17 @@ full logits.
 from __future__ import annotations
 
 import math
-import resource
 from typing import Any
 
 import numpy as np
 
-from . import THREADS, measure, median_seconds
+from . import THREADS, measure, median_seconds, peak_bytes, reset_peak, resident_bytes
 
 __all__ = ["contender", "run"]
 
 SHAPE = (4096, 512, 128_000)  # N tokens, D hidden, V classes
 QUICK_SHAPE = (256, 64, 8000)
 CONTENDERS = ("torch plain", "softmaxkit torch", "softmaxkit numpy")
-
-
-def _resident_bytes() -> int:
-    with open("/proc/self/statm", encoding="ascii") as f:
-        pages = int(f.read().split()[1])
-    return pages * resource.getpagesize()
-
-
-def _reset_peak() -> None:
-    """Start the kernel's high-water mark of resident memory (VmHWM) afresh, where allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-            f.write("5")
-    except OSError:
-        pass  # the peak then also covers what happened before the baseline
-
-
-def _peak_bytes() -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def contender(name: str, shape: list[int], repeat: int) -> dict[str, Any]:
@@ -97,11 +70,11 @@ def contender(name: str, shape: list[int], repeat: int) -> dict[str, Any]:
     # The gradients' bytes are part of the baseline: hold buffers of their size while
     # measuring it, then free them for the real gradients to take their place.
     held = [np.ones_like(x), np.ones_like(w)]
-    baseline = _resident_bytes()
+    baseline = resident_bytes()
     del held
-    _reset_peak()
+    reset_peak()
     seconds = median_seconds(fn, repeat=repeat, warmup=0)
-    return {"seconds": seconds, "peak_extra_bytes": _peak_bytes() - baseline}
+    return {"seconds": seconds, "peak_extra_bytes": peak_bytes() - baseline}
 
 
 def run(*, quick: bool = False, repeat: int | None = None) -> dict[str, Any]:

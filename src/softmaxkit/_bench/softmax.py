@@ -26,7 +26,16 @@ SHAPES: tuple[tuple[tuple[int, ...], int], ...] = (
 )
 QUICK_SHAPES: tuple[tuple[tuple[int, ...], int], ...] = (((256, 10), -1), ((100, 64), 0))
 
-CONTENDERS = ("copy", "softmaxkit", "softmaxkit preallocated", "tutorial", "scipy", "torch", "jax")
+CONTENDERS = (
+    "copy",
+    "softmaxkit",
+    "softmaxkit preallocated",
+    "tutorial",
+    "scipy",
+    "torch",
+    "softmaxkit (torch)",
+    "jax",
+)
 
 
 def scores(shape: tuple[int, ...], dtype: Any = np.float32, seed: int = 0) -> np.ndarray:
@@ -66,6 +75,14 @@ def _callable(name: str, x: np.ndarray, axis: int) -> Any:
         torch.set_num_threads(THREADS)
         t = torch.from_numpy(x)
         return lambda: torch.softmax(t, dim=axis)
+    if name == "softmaxkit (torch)":
+        import torch
+
+        import softmaxkit
+
+        torch.set_num_threads(THREADS)
+        t = torch.from_numpy(x)
+        return lambda: softmaxkit.softmax(t, axis=axis)
     if name == "jax":
         import jax
         import jax.numpy as jnp
@@ -126,6 +143,8 @@ def run(*, quick: bool = False, repeat: int | None = None) -> dict[str, Any]:
         "tutorial: np.exp(x) / np.sum(np.exp(x), axis, keepdims=True); jax: jax.nn.softmax under jit",
         "softmaxkit preallocated: its compiled kernel writing into an array allocated once, as "
         "the copy does; every other row allocates its result on each call, as softmax() must",
+        "softmaxkit (torch): softmaxkit.softmax on a torch tensor (the torch backend's "
+        "operators); the suite `torch` times it against torch side by side in one process",
         *errors,
     ]
     return {

@@ -50,9 +50,15 @@
 
 enum { OP_SOFTMAX = 0, OP_LOG_SOFTMAX = 1, OP_LOGSUMEXP = 2 };
 
+/* Threads of our parallel regions: set_num_threads' count, else OpenMP's default.  Kept
+   here and passed to each region by num_threads(), never by omp_set_num_threads, which
+   would also change the threads of every other user of the same OpenMP runtime (PyTorch's
+   intra-op pool shares libgomp with us; torch.compile refuses a count changed under it). */
+static int our_threads = 0;
+
 static int max_threads(void) {
 #ifdef _OPENMP
-    return omp_get_max_threads();
+    return our_threads > 0 ? our_threads : omp_get_max_threads();
 #else
     return 1;
 #endif
@@ -374,7 +380,7 @@ static void choose_stream(void) {
         double M = -INFINITY, S = 0;                                                         \
         /* one thread: see LONG_PARALLEL_BYTES */                                            \
         int par = n * (Py_ssize_t)sizeof(T) > LONG_PARALLEL_BYTES;                           \
-        _Pragma("omp parallel if(par)")                                                      \
+        _Pragma("omp parallel if(par) num_threads(max_threads())")                                                      \
         {                                                                                    \
             _Pragma("omp for schedule(static)")                                              \
             for (Py_ssize_t k = 0; k < pieces; k++) {                                        \
@@ -423,7 +429,7 @@ static void choose_stream(void) {
         pieces = pieces < MAX_PIECES ? pieces : MAX_PIECES;                                  \
         if (n * (Py_ssize_t)sizeof(T) <= LONG_PARALLEL_BYTES) pieces = 1;                    \
         Py_ssize_t step = (n + pieces - 1) / pieces;                                         \
-        _Pragma("omp parallel for schedule(static) if(pieces > 1)")                                         \
+        _Pragma("omp parallel for schedule(static) if(pieces > 1) num_threads(max_threads())")                                         \
         for (int k = 0; k < pieces; k++) {                                                   \
             Py_ssize_t lo = k * step, hi = lo + step < n ? lo + step : n;                    \
             pm[k] = lo < hi ? max_##SUF(x + lo, hi - lo) : (T)-INFINITY;                     \
@@ -434,7 +440,7 @@ static void choose_stream(void) {
             special_##SUF(x, n, 1, out, m, op);                                              \
             return;                                                                          \
         }                                                                                    \
-        _Pragma("omp parallel for schedule(static) if(pieces > 1)")                                         \
+        _Pragma("omp parallel for schedule(static) if(pieces > 1) num_threads(max_threads())")                                         \
         for (int k = 0; k < pieces; k++) {                                                   \
             Py_ssize_t lo = k * step, hi = lo + step < n ? lo + step : n;                    \
             ps[k] = 0;                                                                       \
@@ -451,7 +457,7 @@ static void choose_stream(void) {
             out[0] = (T)(log1p(s + (top - 1)) + (double)m);                                  \
             return;                                                                          \
         }                                                                                    \
-        _Pragma("omp parallel for schedule(static) if(pieces > 1)")                                         \
+        _Pragma("omp parallel for schedule(static) if(pieces > 1) num_threads(max_threads())")                                         \
         for (int k = 0; k < pieces; k++) {                                                   \
             Py_ssize_t lo = k * step, hi = lo + step < n ? lo + step : n;                    \
             if (lo < hi) finish_##SUF(out + lo, hi - lo, s, top, op);                        \
@@ -561,7 +567,7 @@ static void choose_stream(void) {
         int parallel = outer * n * inner >= PARALLEL_MIN;                                    \
         if (inner == 1 && n <= SHORT) {                                                      \
             Py_ssize_t chunks = (outer + CHUNK - 1) / CHUNK;                                 \
-            _Pragma("omp parallel for schedule(guided) if(parallel)")                        \
+            _Pragma("omp parallel for schedule(guided) if(parallel) num_threads(max_threads())")                        \
             for (Py_ssize_t k = 0; k < chunks; k++) {                                        \
                 Py_ssize_t r0 = k * CHUNK, rows = outer - r0 < CHUNK ? outer - r0 : CHUNK;   \
                 short_forward_##SUF(x + r0 * n, out + r0 * out_n, rows, n, t, op);           \
@@ -578,7 +584,7 @@ static void choose_stream(void) {
             /* outputs larger than the caches are streamed to memory from a scratch row */   \
             int stream = op != OP_LOGSUMEXP && n <= SCRATCH_MAX &&                            \
                          outer * n * (Py_ssize_t)sizeof(T) >= STREAM_MIN;                    \
-            _Pragma("omp parallel if(parallel)")                                             \
+            _Pragma("omp parallel if(parallel) num_threads(max_threads())")                                             \
             {                                                                                \
                 T *scratch = stream ? (T *)malloc((size_t)n * sizeof(T)) : NULL;             \
                 _Pragma("omp for schedule(guided)")                                          \
@@ -589,7 +595,7 @@ static void choose_stream(void) {
             return;                                                                          \
         }                                                                                    \
         Py_ssize_t blocks = (inner + BLOCK - 1) / BLOCK;                                     \
-        _Pragma("omp parallel for schedule(guided) if(parallel)")                            \
+        _Pragma("omp parallel for schedule(guided) if(parallel) num_threads(max_threads())")                            \
         for (Py_ssize_t ib = 0; ib < outer * blocks; ib++) {                                 \
             Py_ssize_t i = ib / blocks, c0 = (ib % blocks) * BLOCK;                          \
             int w = (int)(inner - c0 < BLOCK ? inner - c0 : BLOCK);                          \
@@ -646,7 +652,7 @@ static void choose_stream(void) {
         int parallel = outer * n * inner >= PARALLEL_MIN;                                    \
         if (inner == 1 && n <= SHORT) {                                                      \
             Py_ssize_t chunks = (outer + CHUNK - 1) / CHUNK;                                 \
-            _Pragma("omp parallel for schedule(guided) if(parallel)")                        \
+            _Pragma("omp parallel for schedule(guided) if(parallel) num_threads(max_threads())")                        \
             for (Py_ssize_t k = 0; k < chunks; k++) {                                        \
                 Py_ssize_t r0 = k * CHUNK, rows = outer - r0 < CHUNK ? outer - r0 : CHUNK;   \
                 short_backward_##SUF(g + r0 * n, y + r0 * n, dx + r0 * n, rows, n, log);     \
@@ -654,7 +660,7 @@ static void choose_stream(void) {
             return;                                                                          \
         }                                                                                    \
         if (inner == 1) {                                                                    \
-            _Pragma("omp parallel for schedule(guided) if(parallel)")                        \
+            _Pragma("omp parallel for schedule(guided) if(parallel) num_threads(max_threads())")                        \
             for (Py_ssize_t i = 0; i < outer; i++) {                                         \
                 const T *gi = g + i * n, *yi = y + i * n;                                    \
                 T *di = dx + i * n;                                                          \
@@ -687,7 +693,7 @@ static void choose_stream(void) {
             return;                                                                          \
         }                                                                                    \
         Py_ssize_t blocks = (inner + BLOCK - 1) / BLOCK;                                     \
-        _Pragma("omp parallel for schedule(guided) if(parallel)")                            \
+        _Pragma("omp parallel for schedule(guided) if(parallel) num_threads(max_threads())")                            \
         for (Py_ssize_t ib = 0; ib < outer * blocks; ib++) {                                 \
             Py_ssize_t i = ib / blocks, c0 = (ib % blocks) * BLOCK;                          \
             int w = (int)(inner - c0 < BLOCK ? inner - c0 : BLOCK);                          \
@@ -708,7 +714,7 @@ static void choose_stream(void) {
         /* no dx (the loss alone): exp(z) goes to the scratch row and is dropped */          \
         int stream = !dx || N * C * (Py_ssize_t)sizeof(T) >= STREAM_MIN;                     \
         double u = eps / (double)C;                                                          \
-        _Pragma("omp parallel if(parallel) reduction(+ : special)")                          \
+        _Pragma("omp parallel if(parallel) reduction(+ : special) num_threads(max_threads())")                          \
         {                                                                                    \
             /* large outputs: exp(z) goes to a scratch row, dx is streamed from it */        \
             T *scratch = stream ? (T *)malloc((size_t)C * sizeof(T)) : NULL;                 \
@@ -793,7 +799,7 @@ static void choose_stream(void) {
     CLONES static void chunk_grad_##SUF(T *z, const double *lse, const double *scale,        \
                                         Py_ssize_t N, Py_ssize_t C, double smooth) {         \
         int parallel = N * C >= PARALLEL_MIN;                                                \
-        _Pragma("omp parallel for schedule(guided) if(parallel)")                            \
+        _Pragma("omp parallel for schedule(guided) if(parallel) num_threads(max_threads())")                            \
         for (Py_ssize_t i = 0; i < N; i++) {                                                 \
             T *zi = z + i * C;                                                               \
             T L = (T)lse[i], a = (T)scale[i], b = (T)(smooth * scale[i]);                    \
@@ -980,18 +986,12 @@ static PyObject *py_chunk_grad(PyObject *self, PyObject *args) {
 static PyObject *py_set_num_threads(PyObject *self, PyObject *args) {
     int n;
     if (!PyArg_ParseTuple(args, "i", &n)) return NULL;
-#ifdef _OPENMP
-    if (n > 0) omp_set_num_threads(n);
-#endif
+    if (n > 0) our_threads = n;
     Py_RETURN_NONE;
 }
 
 static PyObject *py_num_threads(PyObject *self, PyObject *args) {
-#ifdef _OPENMP
-    return PyLong_FromLong(omp_get_max_threads());
-#else
-    return PyLong_FromLong(1);
-#endif
+    return PyLong_FromLong(max_threads());
 }
 
 static PyMethodDef methods[] = {

@@ -32,8 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="time softmaxkit against its peers and the memory limit",
         description=(
             "Time softmaxkit against the tutorial formula, SciPy, PyTorch and JAX, and "
-            "against numpy.copyto of the same bytes (the memory limit), each contender "
-            "in its own process on 2 threads; print tables and write JSON."
+            "against numpy.copyto of the same bytes (the memory limit), on 2 threads: "
+            "each contender in its own process, except the torch suite, which times "
+            "softmaxkit and PyTorch on the same tensors in one process, alternating; "
+            "print tables and write JSON."
         ),
     )
     parser.add_argument(
