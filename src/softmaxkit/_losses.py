@@ -445,6 +445,7 @@ def cross_entropy(
     )
     backend = _backends.select(logits)
     if backend is not None:
+        logits = backend.loss_input(logits)
         result = backend.cross_entropy(logits, target, need_grad=False, **options)
         if result is not None:
             return result[0]
@@ -502,6 +503,7 @@ def cross_entropy_grad(
     # targets; it returns None for every case it does not serve.
     backend = _backends.select(logits)
     if backend is not None:
+        logits = backend.loss_input(logits)
         result = backend.cross_entropy(logits, target, need_grad=True, **options)
         if result is not None:
             return result
@@ -515,13 +517,21 @@ def _cross_entropy_grad_portable(plan: _Plan) -> tuple[Array, Array]:
     loss = _reduce(plan, main, z_rows)
     p = xp.exp(log_probs)
     main_scale, z_scale = _row_scales(plan, x.dtype)
+    zero = xp.asarray(0.0, dtype=x.dtype)
+    # Infinite logits are constants, as autograd of cross_entropy sees them: target mass
+    # on a -inf logit drops out of q (its loss is inf, its gradient 0), and a row whose
+    # max is +inf (a loss no finite change moves) gets gradient 0.  The fused kernel
+    # leaves such rows to this path.
+    q = xp.where(x == -xp.inf, zero, plan.q)
     # d(-sum q log p)/dx = sum(q) p - q
-    dx = (xp.sum(plan.q, axis=-1, keepdims=True) * p - plan.q) * main_scale
+    dx = (xp.sum(q, axis=-1, keepdims=True) * p - q) * main_scale
     if plan.z_loss != 0:
-        zero = xp.asarray(0.0, dtype=x.dtype)
-        lse = xp.where(plan.kept, logsumexp(x, -1), zero)
+        lse = logsumexp(x, -1)
+        lse = xp.where(plan.kept & ~xp.isinf(lse), lse, zero)
         # d(z_loss * lse**2)/dx = 2 z_loss lse softmax(x)
         dx = dx + (2 * plan.z_loss * z_scale) * lse[..., None] * p
+    if x.shape[-1]:
+        dx = xp.where(xp.max(x, axis=-1, keepdims=True) == xp.inf, zero, dx)
     if plan.softcap is not None:
         # x = c tanh(logits / c): dx/dlogits = 1 - tanh**2 = 1 - (x / c)**2
         dx = dx * (1 - (x / plan.softcap) ** 2)
@@ -570,6 +580,7 @@ def nll_loss(
     """
     backend = _backends.select(log_probs)
     if backend is not None and backend.NAME == "torch":
+        log_probs = backend.loss_input(log_probs)
         loss = backend.nll_loss(
             log_probs,
             target,
@@ -751,6 +762,7 @@ def binary_cross_entropy_with_logits(
     """
     backend = _backends.select(logits)
     if backend is not None and backend.NAME == "torch":
+        logits = backend.loss_input(logits)
         result = backend.binary_cross_entropy_with_logits(
             logits,
             target,
@@ -801,6 +813,7 @@ def binary_cross_entropy_with_logits_grad(
     """
     backend = _backends.select(logits)
     if backend is not None and backend.NAME == "torch":
+        logits = backend.loss_input(logits)
         result = backend.binary_cross_entropy_with_logits(
             logits,
             target,

@@ -48,6 +48,7 @@ __all__ = [
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",
+    "loss_input",
     "nll_loss",
     "path",
     "softmax",
@@ -573,38 +574,8 @@ def _cross_entropy_backward_cpu(grad: Tensor, logits: Tensor, *options: Any) -> 
         return _tensor(fused[1], logits)
     _, dx = _losses.cross_entropy_grad(*args, **kwargs)
     dx = np.array(dx, dtype=dx.dtype, copy=True)
-    if kwargs["softcap"] is None and _has_edges(args[0]):
-        fix, posinf_rows = _constant_infinities(args, kwargs)
-        dx += fix
-        dx[posinf_rows] = 0
     dx *= g[..., None] if g.ndim else g
     return _tensor(dx, logits)
-
-
-def _has_edges(x: np.ndarray) -> bool:
-    """Whether ``x`` holds an infinity or NaN (two reductions; only after the kernel declined)."""
-    return x.size > 0 and not (np.isfinite(np.min(x)) and np.isfinite(np.max(x)))
-
-
-def _constant_infinities(args: tuple[Any, ...], kwargs: dict[str, Any]):
-    """What turns ``cross_entropy_grad``'s gradient into autograd's at infinite logits.
-
-    ``cross_entropy_grad`` evaluates ``sum(q) p - q`` at the limit probabilities; to
-    autograd of the portable path an infinite logit is a constant: target mass ``q`` on
-    a ``-inf`` logit drops out (the row gets ``q_inf - sum(q_inf) p`` more, which is 0
-    at the ``-inf`` entries themselves), and a row whose max is ``+inf`` gets 0.  The
-    operator follows autograd, so that every path of ``cross_entropy`` agrees.
-    """
-    from .. import _losses
-    from .._softmax import softmax
-
-    x = args[0]
-    plan = _losses._plan(*args, name="logits", axis=-1, **kwargs)
-    scale, _ = _losses._row_scales(plan, x.dtype)
-    q_inf = np.where(np.isneginf(x), plan.q, 0)
-    with np.errstate(invalid="ignore"):
-        fix = (q_inf - q_inf.sum(axis=-1, keepdims=True) * softmax(x)) * scale
-    return np.nan_to_num(fix, nan=0.0).astype(x.dtype), np.isposinf(np.max(x, axis=-1))
 
 
 @_fake("cross_entropy")
@@ -869,7 +840,12 @@ def _neighbours(x: Tensor, axes: Axes) -> tuple[Tensor, list[int], tuple[int, ..
 
 
 def _unmove(out: Tensor, order: tuple[int, ...] | None) -> Tensor:
-    return out if order is None else out.permute(tuple(np.argsort(order)))
+    if order is None:
+        return out
+    inverse = [0] * len(order)  # in Python: NumPy here would be traced by torch.compile
+    for i, axis in enumerate(order):
+        inverse[axis] = i
+    return out.permute(inverse)
 
 
 def _all_axes_operator(op_name: str, x: Tensor, axes: Axes, *extra: Any) -> Tensor:
@@ -952,8 +928,15 @@ def _fused_softmax(x: Tensor, axes: Axes, temperature: float) -> Tensor:
 # --- the losses' torch entry points -----------------------------------------------------------
 
 
+def loss_input(x: Tensor) -> Tensor:
+    """A loss's logits as the loss computes them: float32 under autocast (for every path)."""
+    return _autocast(x)
+
+
 def _autocast(x: Tensor) -> Tensor:
     """float32 for low-precision input under autocast: PyTorch's policy for its losses."""
+    if not isinstance(x, Tensor):
+        return x
     device = x.device.type
     if (
         torch.amp.is_autocast_available(device)
@@ -1013,6 +996,10 @@ def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) 
         weight = weight.to(logits.dtype)
     soft = target.is_floating_point()
     if target.dtype == torch.bool or (soft and target.shape != logits.shape):
+        return None
+    if soft and target.element_size() < 4:
+        # its sum is checked at the 16-bit tolerance, which a cast to the logits' dtype
+        # would lose: the portable path (which reads the target on the host) serves it
         return None
     if not soft and target.shape != logits.shape[:axis] + logits.shape[axis + 1 :]:
         return None
