@@ -146,6 +146,8 @@ def normalize_axis(
     ``None`` means every axis.  A 0-d input has no axis to reduce over except
     ``None`` or ``()``.
     """
+    if type(axis) is int and ndim and -ndim <= axis < ndim:  # the common case, cheaply
+        return (axis % ndim,)
     if axis is None:
         return tuple(range(ndim))
     axes = (axis,) if not isinstance(axis, Sequence) else tuple(axis)

@@ -18,8 +18,14 @@ shapes, dtypes and options, so ``torch.compile(fullgraph=True)`` and
 ``torch.func`` trace it.
 
 Tensors on other devices run PyTorch's own fused ``torch.softmax`` with the
-core's edge cases restored by arithmetic (never a host synchronisation), or the
-portable array-API code, which synchronises with no device either.
+core's edge cases restored by arithmetic, or the portable array-API code; their
+losses are written in torch operations and check targets with device-side
+assertions.  Nothing there synchronises with the host.
+
+Where nothing observes a call (no gradient due, no tracing, no ``torch.func``
+transform or dispatch mode) the CPU kernel is called without the dispatcher's
+round trip, and large outputs come from the kernels' cache of freed buffers
+(``softmaxkit._kernels.empty``).
 
 The operators are defined with ``torch.library.Library`` rather than the
 ``torch.library.custom_op`` decorator: measured on (256, 10) float32, the
@@ -88,6 +94,9 @@ class use_path:
 
 
 _FLOATS = (torch.float32, torch.float64)
+_F64 = torch.float64
+# the extension (None where it was not built: the operators are then never called)
+_C: Any = _kernels._C
 
 
 def _operators(x: Tensor) -> bool:
@@ -145,16 +154,25 @@ def _empty(shape: Sequence[int], like: Tensor) -> Tensor:
 
 
 def _kernel_forward(x: Tensor, dims: list[int], temperature: float, op: int) -> Tensor:
-    dims = _check_neighbours(dims, x.dim())
-    x = x.contiguous()
+    ndim = x.dim()
+    if len(dims) == 1 and dims[0] in (-1, ndim - 1) and ndim and x.is_contiguous():
+        # the common case, kept cheap for small tensors: the last axis of a contiguous one
+        n = x.shape[-1]
+        count = x.numel()
+        outer, inner = (count // n if n else 0), 1
+        last = [ndim - 1]
+    else:
+        last = _check_neighbours(dims, ndim)
+        x = x.contiguous()
+        outer, n, inner = _span(x.shape, last)
+        count = x.numel()
     if op == _LOGSUMEXP:
-        out = x.new_empty([1 if i in dims else k for i, k in enumerate(x.shape)])
+        out = x.new_empty([1 if i in last else k for i, k in enumerate(x.shape)])
     else:
         out = _empty(x.shape, x)
-    if x.numel() and out.numel():
-        outer, n, inner = _span(x.shape, dims)
-        _kernels._compiled().forward_ptr(
-            x.data_ptr(), out.data_ptr(), outer, n, inner, temperature, op, x.dtype == torch.float64
+    if count and out.numel():
+        _C.forward_ptr(
+            x.data_ptr(), out.data_ptr(), outer, n, inner, temperature, op, x.dtype is _F64
         )
     return out
 
@@ -165,7 +183,7 @@ def _kernel_backward(g: Tensor, y: Tensor, dims: list[int], log: bool) -> Tensor
     dx = _empty(y.shape, y)
     if y.numel():
         outer, n, inner = _span(y.shape, dims)
-        _kernels._compiled().backward_ptr(
+        _C.backward_ptr(
             g.data_ptr(),
             y.data_ptr(),
             dx.data_ptr(),
@@ -173,7 +191,7 @@ def _kernel_backward(g: Tensor, y: Tensor, dims: list[int], log: bool) -> Tensor
             n,
             inner,
             log,
-            y.dtype == torch.float64,
+            y.dtype is _F64,
         )
     return dx
 
@@ -645,10 +663,6 @@ def _restore_inputs(ctx: Any) -> tuple[list[Any], Tensor]:
     for i, t in zip(ctx.inputs_tensors, tensors, strict=True):
         args[i] = t
     return args, saved_grad
-
-
-def _scaled(G: Tensor, dx: Tensor) -> Tensor:
-    return G.unsqueeze(-1) * dx if G.dim() == 1 and dx.dim() == 2 else G * dx
 
 
 def _composite_grads(ctx: Any, composite: Callable[..., Tensor], args: list[Any], G: Tensor):
