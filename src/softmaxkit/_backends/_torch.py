@@ -103,7 +103,7 @@ def _operators(x: Tensor) -> bool:
     """Whether ``x`` is served by the kernel operators."""
     if _path == "auto":
         # meta tensors take the operators too: their fake implementations give the shapes
-        return (x.is_cpu or x.is_meta) and x.dtype in _FLOATS and _kernels.available()
+        return (x.is_cpu or x.is_meta) and x.dtype in _FLOATS and _kernels.enabled()
     return _path == "operators"
 
 
