@@ -760,21 +760,26 @@ def binary_cross_entropy_with_logits(
     >>> binary_cross_entropy_with_logits(logits, target, reduction="none").round(4).tolist()
     [[0.0, 10000.0, 0.6931]]
     """
-    backend = _backends.select(logits)
-    if backend is not None and backend.NAME == "torch":
-        logits = backend.loss_input(logits)
-        result = backend.binary_cross_entropy_with_logits(
-            logits,
-            target,
-            need_grad=False,
-            weight=weight,
-            pos_weight=pos_weight,
-            reduction=reduction,
-        )
-        if result is not None:
-            return result[0]
+    result = _binary_on_backend(logits, target, weight, pos_weight, reduction, need_grad=False)
+    if result is not None:
+        return result[0]
     plan = _binary_plan(logits, target, weight, pos_weight, reduction)
     return _binary_reduce(plan, _binary_elementwise(plan))
+
+
+def _binary_on_backend(logits, target, weight, pos_weight, reduction, *, need_grad):
+    """The torch backend's ``(loss, dlogits or None)``, or None for the portable path."""
+    backend = _backends.select(logits)
+    if backend is None or backend.NAME != "torch":
+        return None
+    return backend.binary_cross_entropy_with_logits(
+        backend.loss_input(logits),
+        target,
+        need_grad=need_grad,
+        weight=weight,
+        pos_weight=pos_weight,
+        reduction=reduction,
+    )
 
 
 def _binary_elementwise(plan: _BinaryPlan) -> Array:
@@ -811,19 +816,9 @@ def binary_cross_entropy_with_logits_grad(
     >>> g.tolist()
     [-0.25, 0.25]
     """
-    backend = _backends.select(logits)
-    if backend is not None and backend.NAME == "torch":
-        logits = backend.loss_input(logits)
-        result = backend.binary_cross_entropy_with_logits(
-            logits,
-            target,
-            need_grad=True,
-            weight=weight,
-            pos_weight=pos_weight,
-            reduction=reduction,
-        )
-        if result is not None:
-            return result
+    result = _binary_on_backend(logits, target, weight, pos_weight, reduction, need_grad=True)
+    if result is not None:
+        return result
     plan = _binary_plan(logits, target, weight, pos_weight, reduction)
     xp, x, y = plan.xp, plan.x, plan.y
     loss = _binary_reduce(plan, _binary_elementwise(plan))

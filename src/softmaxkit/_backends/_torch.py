@@ -305,40 +305,30 @@ def _log_softmax_vjp_cpu(grad: Tensor, logp: Tensor, x: Tensor, dims: list[int],
     return _vjp_cpu(grad, logp, x, dims, t, True)
 
 
-@_fake("softmax")
-def _(x, dims, temperature):
-    return x.new_empty(x.shape)
+def _shaped_like(position: int) -> Callable[..., Tensor]:
+    """A fake implementation whose output has the shape of argument ``position``."""
+
+    def fake(*args: Any) -> Tensor:
+        return args[position].new_empty(args[position].shape)
+
+    return fake
 
 
-@_fake("log_softmax")
-def _(x, dims, temperature):
-    return x.new_empty(x.shape)
+for _name, _position in (
+    ("softmax", 0),
+    ("log_softmax", 0),
+    ("softmax_backward", 1),
+    ("log_softmax_backward", 1),
+    ("softmax_vjp", 1),
+    ("log_softmax_vjp", 1),
+):
+    _fake(_name)(_shaped_like(_position))
 
 
 @_fake("logsumexp")
 def _(x, dims):
     dims = [d % x.dim() for d in dims]
     return x.new_empty([1 if i in dims else k for i, k in enumerate(x.shape)])
-
-
-@_fake("softmax_backward")
-def _(grad, p, dims):
-    return p.new_empty(p.shape)
-
-
-@_fake("log_softmax_backward")
-def _(grad, logp, dims):
-    return logp.new_empty(logp.shape)
-
-
-@_fake("softmax_vjp")
-def _(grad, p, x, dims, temperature):
-    return p.new_empty(p.shape)
-
-
-@_fake("log_softmax_vjp")
-def _(grad, logp, x, dims, temperature):
-    return logp.new_empty(logp.shape)
 
 
 # --- autograd formulas -----------------------------------------------------------------------
