@@ -17,8 +17,9 @@ primitive                 arguments (validated: working dtype, masked entries ``
 ``cross_entropy``         the caller's ``logits, target`` and options, ``need_grad``
 ========================  ===============================================================
 
-The torch backend serves ``nll_loss``, ``binary_cross_entropy_with_logits`` and
-``linear_cross_entropy`` (:mod:`._torch_linear_ce`) the same way.
+The torch backend serves ``nll_loss`` and ``binary_cross_entropy_with_logits`` the same
+way; its losses live in :mod:`._torch_losses` and ``linear_cross_entropy`` in
+:mod:`._torch_linear_ce`, beside the core operators of :mod:`._torch`.
 
 * NumPy arrays: :mod:`._numpy`, the compiled C kernels.
 * PyTorch tensors: :mod:`._torch`, ``torch.library`` operators over the same

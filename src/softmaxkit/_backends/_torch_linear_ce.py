@@ -47,15 +47,13 @@ from .._errors import SoftmaxkitError, SoftmaxkitTypeError
 from ._torch import (
     _LIB,
     _OPS,
-    _as_tensor,
     _call,
-    _check_indices_on_device,
     _differentiable,
     _fake,
     _impl,
-    _view,
     _vmap_by_rows,
 )
+from ._torch_losses import _as_tensor, _check_indices_on_device, _view
 
 __all__ = [
     "is_tensor",

@@ -1,0 +1,615 @@
+"""The losses of the PyTorch backend: cross-entropy, NLL and binary cross-entropy.
+
+Operators of the ``softmaxkit`` namespace (defined on :mod:`._torch`'s library):
+
+* ``cross_entropy`` gives the loss alone, and ``cross_entropy_backward`` the gradient
+  times an upstream gradient, computed afresh from the logits in one kernel pass, so
+  that nothing of size N x C is kept between them and no one-hot target is built;
+* ``nll_loss``, and ``binary_cross_entropy_with_logits`` (its gradient computed in the
+  forward pass when one is due).
+
+Their CPU kernels run softmaxkit's NumPy losses on views of the tensors' memory (the
+fused C kernel where it applies), and so check targets where the values are at hand.
+Autograd uses the saved gradient or the backward operator; where more is asked (a
+second derivative, the gradient of a probability target or of a weight) it
+differentiates the same loss written in torch operations on the differentiable
+operators of :mod:`._torch`.  On devices other than the CPU the losses are those torch
+operations, with target checks as device-side assertions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import _kernels
+from .._errors import SoftmaxkitTypeError, SoftmaxkitValueError
+from ._torch import (
+    _LIB,
+    _OPS,
+    _call,
+    _differentiable,
+    _fake,
+    _impl,
+    _operators,
+    _vmap_by_rows,
+    path,
+)
+
+__all__ = [
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "loss_input",
+    "nll_loss",
+]
+
+_CE_OPTIONS = (
+    "Tensor target, Tensor? weight, int ignore_index, str reduction, float label_smoothing, "
+    "float z_loss, float? softcap"
+)
+_LIB.define(f"cross_entropy(Tensor logits, {_CE_OPTIONS}) -> Tensor")
+# grad * d(loss)/d(logits), computed afresh from the logits (nothing of N x C is saved)
+_LIB.define(f"cross_entropy_backward(Tensor grad, Tensor logits, {_CE_OPTIONS}) -> Tensor")
+_LIB.define(
+    "nll_loss(Tensor log_probs, Tensor target, Tensor? weight, int ignore_index, "
+    "str reduction) -> Tensor"
+)
+_LIB.define(
+    "binary_cross_entropy_with_logits(Tensor logits, Tensor target, Tensor? weight, "
+    "Tensor? pos_weight, str reduction, bool need_grad) -> (Tensor, Tensor)"
+)
+
+
+for _name in (
+    "cross_entropy",
+    "cross_entropy_backward",
+    "nll_loss",
+    "binary_cross_entropy_with_logits",
+):
+    _vmap_by_rows(_name)
+
+
+# --- the losses: NumPy's implementation on views of the tensors' memory ----------------------
+
+
+def _view(t: Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.detach().contiguous().numpy()
+
+
+def _tensor(a: Any, like: Tensor) -> Tensor:
+    a = np.asarray(a)
+    if not (a.flags.c_contiguous and a.flags.writeable):
+        a = a.copy()  # (np.ascontiguousarray would make a 0-d loss 1-d)
+    return torch.from_numpy(a).to(like.dtype)
+
+
+def _ce_arguments(logits, target, weight, ignore_index, reduction, eps, z_loss, softcap):
+    options = dict(
+        weight=_view(weight),
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=eps,
+        z_loss=z_loss,
+        softcap=softcap,
+    )
+    return (_view(logits), _view(target)), options
+
+
+@_impl("cross_entropy")
+def _cross_entropy_cpu(logits: Tensor, *options: Any) -> Tensor:
+    from .. import _losses
+
+    args, kwargs = _ce_arguments(logits, *options)
+    return _tensor(_losses.cross_entropy(*args, **kwargs), logits)
+
+
+@_impl("cross_entropy_backward")
+def _cross_entropy_backward_cpu(grad: Tensor, logits: Tensor, *options: Any) -> Tensor:
+    from .. import _losses
+
+    args, kwargs = _ce_arguments(logits, *options)
+    g = grad.detach().numpy()
+    # a scalar upstream gradient folds into the kernel's scale: one pass, no multiply
+    fused = _kernels.cross_entropy_grad(*args, axis=-1, grad_scale=float(g), **kwargs) if (
+        g.ndim == 0 and _kernels.enabled()
+    ) else None  # fmt: skip
+    if fused is not None:
+        return _tensor(fused[1], logits)
+    _, dx = _losses.cross_entropy_grad(*args, **kwargs)
+    dx = np.array(dx, dtype=dx.dtype, copy=True)
+    dx *= g[..., None] if g.ndim else g
+    return _tensor(dx, logits)
+
+
+@_fake("cross_entropy")
+def _(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
+    return logits.new_empty(logits.shape[:1] if reduction == "none" else ())
+
+
+@_fake("cross_entropy_backward")
+def _(grad, logits, *options):
+    return logits.new_empty(logits.shape)
+
+
+@_impl("nll_loss")
+def _nll_loss_cpu(log_probs, target, weight, ignore_index, reduction):
+    from .. import _losses
+
+    loss = _losses.nll_loss(
+        _view(log_probs),
+        _view(target),
+        weight=_view(weight),
+        ignore_index=ignore_index,
+        reduction=reduction,
+    )
+    return _tensor(loss, log_probs)
+
+
+@_fake("nll_loss")
+def _(log_probs, target, weight, ignore_index, reduction):
+    return log_probs.new_empty(log_probs.shape[:1] if reduction == "none" else ())
+
+
+@_impl("binary_cross_entropy_with_logits")
+def _bce_cpu(logits, target, weight, pos_weight, reduction, need_grad):
+    from .. import _losses
+
+    args = (_view(logits), _view(target))
+    options = dict(weight=_view(weight), pos_weight=_view(pos_weight), reduction=reduction)
+    if need_grad:
+        loss, dx = _losses.binary_cross_entropy_with_logits_grad(*args, **options)
+        return _tensor(loss, logits), _tensor(dx, logits)
+    loss = _losses.binary_cross_entropy_with_logits(*args, **options)
+    return _tensor(loss, logits), logits.new_empty((0,))
+
+
+@_fake("binary_cross_entropy_with_logits")
+def _(logits, target, weight, pos_weight, reduction, need_grad):
+    loss = logits.new_empty(logits.shape if reduction == "none" else ())
+    return loss, logits.new_empty(logits.shape if need_grad else (0,))
+
+
+# The losses' gradients are computed by the forward kernel and saved; backward scales
+# them.  Where autograd needs more (a second derivative, or the gradient of a
+# probability target or of a weight), backward differentiates the same loss written
+# with torch operations on the operators above (differentiable to any order).
+
+
+def _loss_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    ctx.inputs_tensors = [i for i, a in enumerate(inputs) if isinstance(a, Tensor)]
+    ctx.save_for_backward(*(a for a in inputs if isinstance(a, Tensor)), output[1])
+    ctx.arguments = [None if isinstance(a, Tensor) else a for a in inputs]
+    ctx.mark_non_differentiable(output[1])
+
+
+def _restore_inputs(ctx: Any) -> tuple[list[Any], Tensor]:
+    *tensors, saved_grad = ctx.saved_tensors
+    args = list(ctx.arguments)
+    for i, t in zip(ctx.inputs_tensors, tensors, strict=True):
+        args[i] = t
+    return args, saved_grad
+
+
+def _composite_grads(ctx: Any, composite: Callable[..., Tensor], args: list[Any], G: Tensor):
+    """Gradients of ``composite(*args)`` by autograd, for every input that needs one."""
+    wanted = [i for i, need in enumerate(ctx.needs_input_grad) if need]
+    with torch.enable_grad():
+        leaves = list(args)
+        for i in wanted:
+            leaves[i] = args[i] if args[i].requires_grad else args[i].detach().requires_grad_()
+        loss = composite(*leaves)
+        grads = torch.autograd.grad(
+            loss,
+            [leaves[i] for i in wanted],
+            G,
+            create_graph=torch.is_grad_enabled(),
+            allow_unused=True,
+        )
+    out: list[Any] = [None] * len(args)
+    for i, g in zip(wanted, grads, strict=True):
+        out[i] = g if g is not None else torch.zeros_like(args[i])
+    return tuple(out)
+
+
+def _cross_entropy_grad(ctx: Any, G: Tensor):
+    args, _ = _restore_inputs(ctx)
+    if torch.is_grad_enabled() or any(ctx.needs_input_grad[1:]):
+        return _composite_grads(ctx, _cross_entropy_composite, args, G)
+    return (_OPS.cross_entropy_backward(G, *args),) + (None,) * (len(args) - 1)
+
+
+def _cross_entropy_backward_composite(grad: Tensor, logits: Tensor, *options: Any) -> Tensor:
+    with torch.enable_grad():
+        x = logits if logits.requires_grad else logits.detach().requires_grad_()
+        loss = _cross_entropy_composite(x, *options)
+        (dx,) = torch.autograd.grad(loss, x, grad, create_graph=True)
+    return dx
+
+
+def _cross_entropy_backward_grad(ctx: Any, G: Tensor):
+    args, _ = _restore_inputs(ctx)
+    return _composite_grads(ctx, _cross_entropy_backward_composite, args, G)
+
+
+def _bce_grad(ctx: Any, G: Tensor, _unused: Any):
+    args, dx = _restore_inputs(ctx)
+    others = any(ctx.needs_input_grad[1:])
+    if torch.is_grad_enabled() or others or dx.numel() == 0:
+        return _composite_grads(ctx, _bce_composite, args, G)
+    return (G * dx,) + (None,) * (len(args) - 1)
+
+
+def _nll_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    ctx.inputs_tensors = [i for i, a in enumerate(inputs) if isinstance(a, Tensor)]
+    ctx.save_for_backward(*(a for a in inputs if isinstance(a, Tensor)), output)
+    ctx.arguments = [None if isinstance(a, Tensor) else a for a in inputs]
+
+
+def _nll_grad(ctx: Any, G: Tensor):
+    args, _ = _restore_inputs(ctx)
+    return _composite_grads(ctx, _nll_composite, args, G)
+
+
+_differentiable("cross_entropy", _cross_entropy_grad, _nll_setup)
+_differentiable("cross_entropy_backward", _cross_entropy_backward_grad, _nll_setup)
+_differentiable("binary_cross_entropy_with_logits", _bce_grad, _loss_setup)
+_differentiable("nll_loss", _nll_grad, _nll_setup)
+
+
+# --- the same losses in torch operations (double backward, other devices) ---------------------
+
+
+def _zero(x: Tensor) -> Tensor:
+    return torch.zeros((), dtype=x.dtype, device=x.device)
+
+
+def _mean(total: Tensor, count: Tensor) -> Tensor:
+    """``total / count``, NaN where ``count == 0``; its gradient is then 0 (as torch's)."""
+    empty = count == 0
+    safe = torch.where(empty, torch.ones_like(count), count)
+    return torch.where(empty, torch.full_like(total, math.nan), total / safe)
+
+
+def _nll_rows(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int):
+    """``(rows, kept, kept_weight)`` of the NLL of class indices, 0 on ignored rows."""
+    kept = target != ignore_index
+    safe = torch.where(kept, target, torch.zeros_like(target))
+    picked = torch.gather(logp, -1, safe.unsqueeze(-1)).squeeze(-1)
+    w_t = torch.ones_like(picked) if weight is None else weight[safe]
+    w_t = torch.where(kept, w_t, _zero(w_t))
+    rows = torch.where(w_t == 0, _zero(picked), -w_t * picked)
+    return rows, kept, w_t
+
+
+def _log_probs(x: Tensor) -> Tensor:
+    if _operators(x):
+        return _call("log_softmax", x, [x.dim() - 1], 1.0)
+    from .._softmax import log_softmax
+
+    return log_softmax(x, -1)
+
+
+def _cross_entropy_composite(
+    logits: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float | None,
+) -> Tensor:
+    """Cross-entropy of 2-D ``logits`` (classes last) in torch operations."""
+    x = logits if softcap is None else softcap * torch.tanh(logits / softcap)
+    logp = _log_probs(x)
+    eps, n_classes = label_smoothing, x.shape[-1]
+    w = torch.ones(n_classes, dtype=x.dtype, device=x.device) if weight is None else weight
+    if target.is_floating_point():
+        q = ((1 - eps) * target + eps / n_classes) * w
+        rows = -torch.sum(torch.where(q == 0, _zero(x), q * logp), dim=-1)
+        kept = torch.ones(rows.shape, dtype=torch.bool, device=x.device)
+        denominator = torch.full((), float(rows.numel()), dtype=x.dtype, device=x.device)
+    else:
+        rows, kept, w_t = _nll_rows(logp, target, weight, ignore_index)
+        rows = (1 - eps) * rows if eps else rows
+        if eps:
+            smooth = -torch.sum(torch.where(w == 0, _zero(x), w * logp), dim=-1)
+            rows = rows + torch.where(kept, (eps / n_classes) * smooth, _zero(x))
+        denominator = torch.sum(w_t)
+    z_rows = None
+    if z_loss:
+        z_rows = torch.where(kept, z_loss * _logsumexp_rows(x) ** 2, _zero(x))
+    if reduction == "none":
+        return rows if z_rows is None else rows + z_rows
+    if reduction == "sum":
+        return rows.sum() if z_rows is None else rows.sum() + z_rows.sum()
+    loss = _mean(rows.sum(), denominator)
+    if z_rows is not None:
+        loss = loss + _mean(z_rows.sum(), torch.sum(kept.to(x.dtype)))
+    return loss
+
+
+def _logsumexp_rows(x: Tensor) -> Tensor:
+    if _operators(x):
+        return _call("logsumexp", x, [x.dim() - 1]).squeeze(-1)
+    from .._softmax import logsumexp
+
+    return logsumexp(x, -1)
+
+
+def _nll_composite(log_probs, target, weight, ignore_index, reduction):
+    rows, _, w_t = _nll_rows(log_probs, target, weight, ignore_index)
+    if reduction == "none":
+        return rows
+    if reduction == "sum":
+        return rows.sum()
+    return _mean(rows.sum(), w_t.sum())
+
+
+def _bce_composite(logits, target, weight, pos_weight, reduction, need_grad=False):
+    import torch.nn.functional as F
+
+    softplus_x = -F.logsigmoid(-logits)
+    softplus_neg_x = -F.logsigmoid(logits)
+    positive = target * softplus_neg_x
+    if pos_weight is not None:
+        positive = pos_weight * positive
+    loss = (1 - target) * softplus_x + positive
+    if weight is not None:
+        loss = weight * loss
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return _mean(
+        loss.sum(), torch.full((), float(loss.numel()), dtype=loss.dtype, device=loss.device)
+    )
+
+
+# --- the losses' torch entry points -----------------------------------------------------------
+
+
+def loss_input(x: Tensor) -> Tensor:
+    """A loss's logits as the loss computes them: float32 under autocast (for every path)."""
+    return _autocast(x)
+
+
+def _autocast(x: Tensor) -> Tensor:
+    """float32 for low-precision input under autocast: PyTorch's policy for its losses."""
+    if not isinstance(x, Tensor):
+        return x
+    device = x.device.type
+    if (
+        torch.amp.is_autocast_available(device)
+        and torch.is_autocast_enabled(device)
+        and x.is_floating_point()
+        and x.element_size() < 4
+    ):
+        return x.float()
+    return x
+
+
+def _wants_grad(*tensors: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _as_tensor(value: Any, name: str, like: Tensor) -> Tensor:
+    if isinstance(value, Tensor):
+        return value.to(like.device)
+    try:
+        return torch.as_tensor(np.asarray(value), device=like.device)
+    except (TypeError, ValueError) as exc:
+        raise SoftmaxkitTypeError(
+            f"`{name}` must be an array of real numbers; got {type(value).__name__}"
+        ) from exc
+
+
+def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) -> Any:
+    """``(loss, dlogits or None)`` through the operator, or None for the portable path.
+
+    ``need_grad`` asks for the gradient as a tensor (``cross_entropy_grad``); without
+    it the loss is differentiable by autograd.
+    """
+    from .._options import (
+        check_class_axis,
+        check_ignore_index,
+        check_label_smoothing,
+        check_reduction,
+    )
+
+    logits = _autocast(logits)
+    device_path = _on_device(logits)
+    if not (_operators(logits) or device_path) or logits.dim() == 0:
+        return None
+    axis = check_class_axis(options["axis"], logits.dim())
+    reduction = check_reduction(options["reduction"])
+    ignore = check_ignore_index(options["ignore_index"])
+    eps = check_label_smoothing(options["label_smoothing"])
+    z_loss, softcap = options["z_loss"], options["softcap"]
+    if not _plain_number(z_loss) or (softcap is not None and not _plain_number(softcap)):
+        return None  # the portable path words the error
+    target = _as_tensor(target, "target", logits)
+    weight = options["weight"]
+    if weight is not None:
+        weight = _as_tensor(weight, "weight", logits)
+        if weight.dim() != 1 or weight.shape[0] != logits.shape[axis]:
+            return None
+        weight = weight.to(logits.dtype)
+    soft = target.is_floating_point()
+    if target.dtype == torch.bool or (soft and target.shape != logits.shape):
+        return None
+    if soft and target.element_size() < 4:
+        # its sum is checked at the 16-bit tolerance, which a cast to the logits' dtype
+        # would lose: the portable path (which reads the target on the host) serves it
+        return None
+    if not soft and target.shape != logits.shape[:axis] + logits.shape[axis + 1 :]:
+        return None
+    row_shape = logits.shape[:axis] + logits.shape[axis + 1 :]
+    x = logits.movedim(axis, -1).reshape(-1, logits.shape[axis])
+    t = target.movedim(axis, -1).reshape(x.shape).to(x.dtype) if soft else target.reshape(-1)
+    settings = (t, weight, ignore, reduction, eps, float(z_loss), _float_or_none(softcap))
+    if device_path:
+        if soft:
+            _check_probabilities_on_device(t)
+        else:
+            _check_indices_on_device(t, x.shape[-1], ignore, "target")
+        return _composite_loss(_cross_entropy_composite, x, settings, need_grad, row_shape, axis)
+    loss = _call("cross_entropy", x, *settings)
+    if reduction == "none":
+        loss = loss.reshape(row_shape)
+    if not need_grad:
+        return loss, None
+    upstream = torch.ones((), dtype=x.dtype, device=x.device)
+    if reduction == "none":
+        upstream = torch.ones(x.shape[:1], dtype=x.dtype, device=x.device)
+    dx = _OPS.cross_entropy_backward(upstream, x.detach(), *settings)
+    dlogits = dx.reshape(*row_shape, logits.shape[axis]).movedim(-1, axis)
+    return loss.detach(), dlogits
+
+
+def _on_device(x: Tensor) -> bool:
+    """Whether ``x`` takes the device path: the losses in torch operations, no host sync.
+
+    Tensors on a GPU (or any device but the CPU) whose dtype the operators do not
+    serve on the CPU either; and every tensor when the tests force the "fused" path.
+    """
+    if path() == "fused":
+        return True
+    return path() == "auto" and not (x.is_cpu or x.is_meta)
+
+
+def _composite_loss(
+    composite: Callable[..., Tensor],
+    x: Tensor,
+    settings: tuple[Any, ...],
+    need_grad: bool,
+    row_shape: Sequence[int],
+    axis: int,
+) -> tuple[Tensor, Tensor | None]:
+    """The device path of a loss of 2-D logits: autograd of ``composite``."""
+    if not need_grad:
+        loss = composite(x, *settings)
+        return (loss.reshape(row_shape) if loss.dim() else loss), None
+    with torch.enable_grad():
+        leaf = x.detach().requires_grad_()
+        loss = composite(leaf, *settings)
+        (dx,) = torch.autograd.grad(loss, leaf, torch.ones_like(loss))
+    loss = loss.detach()
+    dlogits = dx.reshape(*row_shape, x.shape[-1]).movedim(-1, axis)
+    return (loss.reshape(row_shape) if loss.dim() else loss), dlogits
+
+
+def _device_check(ok: Tensor, message: str) -> None:
+    """Raise ``message`` where ``ok`` is not all True, without waiting for a device.
+
+    On a GPU the check is a device-side assertion (``torch._assert_async``), as
+    PyTorch's own losses check their targets there: it fails the next synchronising
+    call rather than this one.  On the CPU (the forced "fused" path) it raises here.
+    """
+    if ok.is_cpu:
+        if not bool(ok.all()):
+            raise SoftmaxkitValueError(message)
+    else:
+        torch._assert_async(ok.all(), message)
+
+
+def _check_indices_on_device(t: Tensor, n_classes: int, ignore: int, name: str) -> None:
+    ok = ((t >= 0) & (t < n_classes)) | (t == ignore)
+    _device_check(ok, f"`{name}` must be in [0, {n_classes}) or {ignore}")
+
+
+def _check_probabilities_on_device(t: Tensor) -> None:
+    from .._losses import _SUM_TOLERANCE
+
+    tolerance = _SUM_TOLERANCE[max(2, min(8, t.element_size()))]
+    total = torch.sum(t.double() if t.element_size() >= 4 else t.float(), dim=-1)
+    ok = torch.all(t >= 0) & torch.all(torch.abs(total - 1) <= tolerance)
+    _device_check(
+        ok,
+        "`target` probabilities must be >= 0 and sum to 1 along `axis` "
+        f"(within {tolerance:g} for {t.dtype})",
+    )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _plain_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def nll_loss(log_probs: Any, target: Any, **options: Any) -> Tensor | None:
+    from .._options import check_class_axis, check_ignore_index, check_reduction
+
+    log_probs = _autocast(log_probs)
+    device_path = _on_device(log_probs)
+    if not (_operators(log_probs) or device_path) or log_probs.dim() == 0:
+        return None
+    axis = check_class_axis(options["axis"], log_probs.dim())
+    reduction = check_reduction(options["reduction"])
+    ignore = check_ignore_index(options["ignore_index"])
+    target = _as_tensor(target, "target", log_probs)
+    row_shape = log_probs.shape[:axis] + log_probs.shape[axis + 1 :]
+    if target.is_floating_point() or target.dtype == torch.bool or target.shape != row_shape:
+        return None
+    weight = options["weight"]
+    if weight is not None:
+        weight = _as_tensor(weight, "weight", log_probs)
+        if weight.dim() != 1 or weight.shape[0] != log_probs.shape[axis]:
+            return None
+        weight = weight.to(log_probs.dtype)
+    x = log_probs.movedim(axis, -1).reshape(-1, log_probs.shape[axis])
+    if device_path:
+        _check_indices_on_device(target, x.shape[-1], ignore, "target")
+        settings = (target.reshape(-1), weight, ignore, reduction)
+        return _composite_loss(_nll_composite, x, settings, False, row_shape, axis)[0]
+    loss = _call("nll_loss", x, target.reshape(-1), weight, ignore, reduction)
+    return loss.reshape(row_shape) if reduction == "none" else loss
+
+
+def binary_cross_entropy_with_logits(
+    logits: Any, target: Any, *, need_grad: bool, weight: Any, pos_weight: Any, reduction: Any
+) -> Any:
+    from .._options import check_reduction
+
+    logits = _autocast(logits)
+    device_path = _on_device(logits)
+    if not (_operators(logits) or device_path):
+        return None
+    reduction = check_reduction(reduction)
+    target = _as_tensor(target, "target", logits)
+    if target.shape != logits.shape:
+        return None
+    extras = []
+    for value in (weight, pos_weight):
+        if value is not None:
+            value = _as_tensor(value, "weight", logits)
+            if torch.broadcast_shapes(value.shape, logits.shape) != logits.shape:
+                return None
+            value = value.to(logits.dtype)
+        extras.append(value)
+    t = target.to(logits.dtype)
+    if device_path:
+        _device_check((t >= 0) & (t <= 1), "`target` must be probabilities in [0, 1]")
+        return _bce_on_device(logits, (t, extras[0], extras[1], reduction), need_grad)
+    grad_needed = need_grad or _wants_grad(logits, t, *extras)
+    loss, dx = _call(
+        "binary_cross_entropy_with_logits", logits, t, extras[0], extras[1], reduction, grad_needed
+    )
+    return (loss.detach(), dx) if need_grad else (loss, None)
+
+
+def _bce_on_device(x: Tensor, settings: tuple[Any, ...], need_grad: bool) -> Any:
+    if not need_grad:
+        return _bce_composite(x, *settings), None
+    with torch.enable_grad():
+        leaf = x.detach().requires_grad_()
+        loss = _bce_composite(leaf, *settings)
+        (dx,) = torch.autograd.grad(loss, leaf, torch.ones_like(loss))
+    return loss.detach(), dx
