@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _numpy  # the C kernels' wrappers: no framework to import
+
 __all__ = ["select", "torch_backend"]
 
 _TORCH: ModuleType | None = None
@@ -56,8 +58,6 @@ def torch_backend() -> ModuleType:
 def select(x: Any) -> ModuleType | None:
     """The backend module for ``x``'s kind of array, or None for the portable path."""
     if type(x) is np.ndarray:
-        from . import _numpy
-
         return _numpy if _numpy.enabled() else None
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(x, torch.Tensor):

@@ -114,16 +114,13 @@ def _cross_entropy_backward_cpu(grad: Tensor, logits: Tensor, *options: Any) -> 
 
     args, kwargs = _ce_arguments(logits, *options)
     g = grad.detach().numpy()
-    # a scalar upstream gradient folds into the kernel's scale: one pass, no multiply
-    fused = _kernels.cross_entropy_grad(*args, axis=-1, grad_scale=float(g), **kwargs) if (
-        g.ndim == 0 and _kernels.enabled()
-    ) else None  # fmt: skip
-    if fused is not None:
-        return _tensor(fused[1], logits)
+    if g.ndim == 0 and _kernels.enabled():
+        # a scalar upstream gradient folds into the kernel's scale: one pass, no multiply
+        fused = _kernels.cross_entropy_grad(*args, axis=-1, grad_scale=float(g), **kwargs)
+        if fused is not None:
+            return _tensor(fused[1], logits)
     _, dx = _losses.cross_entropy_grad(*args, **kwargs)
-    dx = np.array(dx, dtype=dx.dtype, copy=True)
-    dx *= g[..., None] if g.ndim else g
-    return _tensor(dx, logits)
+    return _tensor(dx * (g[..., None] if g.ndim else g), logits)
 
 
 @_fake("cross_entropy")
@@ -174,21 +171,29 @@ def _(logits, target, weight, pos_weight, reduction, need_grad):
     return loss, logits.new_empty(logits.shape if need_grad else (0,))
 
 
-# The losses' gradients are computed by the forward kernel and saved; backward scales
-# them.  Where autograd needs more (a second derivative, or the gradient of a
-# probability target or of a weight), backward differentiates the same loss written
-# with torch operations on the operators above (differentiable to any order).
+# Backward passes: cross-entropy's backward operator recomputes the gradient from the
+# logits; binary cross-entropy scales the gradient its forward kernel saved.  Where
+# autograd needs more (a second derivative, or the gradient of a probability target or
+# of a weight), backward differentiates the same loss written with torch operations on
+# the operators of ._torch (differentiable to any order).
 
 
 def _loss_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    """Save the tensor inputs (and, for a (loss, gradient) pair, the gradient)."""
     ctx.inputs_tensors = [i for i, a in enumerate(inputs) if isinstance(a, Tensor)]
-    ctx.save_for_backward(*(a for a in inputs if isinstance(a, Tensor)), output[1])
     ctx.arguments = [None if isinstance(a, Tensor) else a for a in inputs]
-    ctx.mark_non_differentiable(output[1])
+    saved = [a for a in inputs if isinstance(a, Tensor)]
+    ctx.has_grad = isinstance(output, tuple)
+    if ctx.has_grad:
+        saved.append(output[1])
+        ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(*saved)
 
 
-def _restore_inputs(ctx: Any) -> tuple[list[Any], Tensor]:
-    *tensors, saved_grad = ctx.saved_tensors
+def _restore_inputs(ctx: Any) -> tuple[list[Any], Tensor | None]:
+    """``(inputs, saved gradient or None)`` as :func:`_loss_setup` saved them."""
+    tensors = list(ctx.saved_tensors)
+    saved_grad = tensors.pop() if ctx.has_grad else None
     args = list(ctx.arguments)
     for i, t in zip(ctx.inputs_tensors, tensors, strict=True):
         args[i] = t
@@ -239,15 +244,9 @@ def _cross_entropy_backward_grad(ctx: Any, G: Tensor):
 def _bce_grad(ctx: Any, G: Tensor, _unused: Any):
     args, dx = _restore_inputs(ctx)
     others = any(ctx.needs_input_grad[1:])
-    if torch.is_grad_enabled() or others or dx.numel() == 0:
+    if torch.is_grad_enabled() or others or dx is None or dx.numel() == 0:
         return _composite_grads(ctx, _bce_composite, args, G)
     return (G * dx,) + (None,) * (len(args) - 1)
-
-
-def _nll_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-    ctx.inputs_tensors = [i for i, a in enumerate(inputs) if isinstance(a, Tensor)]
-    ctx.save_for_backward(*(a for a in inputs if isinstance(a, Tensor)), output)
-    ctx.arguments = [None if isinstance(a, Tensor) else a for a in inputs]
 
 
 def _nll_grad(ctx: Any, G: Tensor):
@@ -255,10 +254,10 @@ def _nll_grad(ctx: Any, G: Tensor):
     return _composite_grads(ctx, _nll_composite, args, G)
 
 
-_differentiable("cross_entropy", _cross_entropy_grad, _nll_setup)
-_differentiable("cross_entropy_backward", _cross_entropy_backward_grad, _nll_setup)
+_differentiable("cross_entropy", _cross_entropy_grad, _loss_setup)
+_differentiable("cross_entropy_backward", _cross_entropy_backward_grad, _loss_setup)
 _differentiable("binary_cross_entropy_with_logits", _bce_grad, _loss_setup)
-_differentiable("nll_loss", _nll_grad, _nll_setup)
+_differentiable("nll_loss", _nll_grad, _loss_setup)
 
 
 # --- the same losses in torch operations (double backward, other devices) ---------------------
@@ -422,7 +421,6 @@ def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) 
         check_reduction,
     )
 
-    logits = _autocast(logits)
     device_path = _on_device(logits)
     if not (_operators(logits) or device_path) or logits.dim() == 0:
         return None
@@ -434,12 +432,9 @@ def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) 
     if not _plain_number(z_loss) or (softcap is not None and not _plain_number(softcap)):
         return None  # the portable path words the error
     target = _as_tensor(target, "target", logits)
-    weight = options["weight"]
-    if weight is not None:
-        weight = _as_tensor(weight, "weight", logits)
-        if weight.dim() != 1 or weight.shape[0] != logits.shape[axis]:
-            return None
-        weight = weight.to(logits.dtype)
+    fits, weight = _class_weight(options["weight"], logits, axis)
+    if not fits:
+        return None
     soft = target.is_floating_point()
     if target.dtype == torch.bool or (soft and target.shape != logits.shape):
         return None
@@ -472,6 +467,19 @@ def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) 
     return loss.detach(), dlogits
 
 
+def _class_weight(weight: Any, like: Tensor, axis: int) -> tuple[bool, Tensor | None]:
+    """``(fits, weight)``: ``weight`` as a tensor of ``like``'s dtype, one entry per class.
+
+    ``fits`` is False for any other shape, which the portable path words the error for.
+    """
+    if weight is None:
+        return True, None
+    weight = _as_tensor(weight, "weight", like)
+    if weight.dim() != 1 or weight.shape[0] != like.shape[axis]:
+        return False, None
+    return True, weight.to(like.dtype)
+
+
 def _on_device(x: Tensor) -> bool:
     """Whether ``x`` takes the device path: the losses in torch operations, no host sync.
 
@@ -492,16 +500,24 @@ def _composite_loss(
     axis: int,
 ) -> tuple[Tensor, Tensor | None]:
     """The device path of a loss of 2-D logits: autograd of ``composite``."""
+    loss, dx = _loss_and_grad(composite, x, settings, need_grad)
+    loss = loss.reshape(row_shape) if loss.dim() else loss
+    if dx is None:
+        return loss, None
+    return loss, dx.reshape(*row_shape, x.shape[-1]).movedim(-1, axis)
+
+
+def _loss_and_grad(
+    composite: Callable[..., Tensor], x: Tensor, settings: tuple[Any, ...], need_grad: bool
+) -> tuple[Tensor, Tensor | None]:
+    """``composite(x, *settings)``, and with ``need_grad`` the gradient of its sum."""
     if not need_grad:
-        loss = composite(x, *settings)
-        return (loss.reshape(row_shape) if loss.dim() else loss), None
+        return composite(x, *settings), None
     with torch.enable_grad():
         leaf = x.detach().requires_grad_()
         loss = composite(leaf, *settings)
         (dx,) = torch.autograd.grad(loss, leaf, torch.ones_like(loss))
-    loss = loss.detach()
-    dlogits = dx.reshape(*row_shape, x.shape[-1]).movedim(-1, axis)
-    return (loss.reshape(row_shape) if loss.dim() else loss), dlogits
+    return loss.detach(), dx
 
 
 def _device_check(ok: Tensor, message: str) -> None:
@@ -547,7 +563,6 @@ def _plain_number(value: Any) -> bool:
 def nll_loss(log_probs: Any, target: Any, **options: Any) -> Tensor | None:
     from .._options import check_class_axis, check_ignore_index, check_reduction
 
-    log_probs = _autocast(log_probs)
     device_path = _on_device(log_probs)
     if not (_operators(log_probs) or device_path) or log_probs.dim() == 0:
         return None
@@ -558,12 +573,9 @@ def nll_loss(log_probs: Any, target: Any, **options: Any) -> Tensor | None:
     row_shape = log_probs.shape[:axis] + log_probs.shape[axis + 1 :]
     if target.is_floating_point() or target.dtype == torch.bool or target.shape != row_shape:
         return None
-    weight = options["weight"]
-    if weight is not None:
-        weight = _as_tensor(weight, "weight", log_probs)
-        if weight.dim() != 1 or weight.shape[0] != log_probs.shape[axis]:
-            return None
-        weight = weight.to(log_probs.dtype)
+    fits, weight = _class_weight(options["weight"], log_probs, axis)
+    if not fits:
+        return None
     x = log_probs.movedim(axis, -1).reshape(-1, log_probs.shape[axis])
     if device_path:
         _check_indices_on_device(target, x.shape[-1], ignore, "target")
@@ -578,7 +590,6 @@ def binary_cross_entropy_with_logits(
 ) -> Any:
     from .._options import check_reduction
 
-    logits = _autocast(logits)
     device_path = _on_device(logits)
     if not (_operators(logits) or device_path):
         return None
@@ -587,9 +598,9 @@ def binary_cross_entropy_with_logits(
     if target.shape != logits.shape:
         return None
     extras = []
-    for value in (weight, pos_weight):
+    for name, value in (("weight", weight), ("pos_weight", pos_weight)):
         if value is not None:
-            value = _as_tensor(value, "weight", logits)
+            value = _as_tensor(value, name, logits)
             if torch.broadcast_shapes(value.shape, logits.shape) != logits.shape:
                 return None
             value = value.to(logits.dtype)
@@ -597,19 +608,9 @@ def binary_cross_entropy_with_logits(
     t = target.to(logits.dtype)
     if device_path:
         _device_check((t >= 0) & (t <= 1), "`target` must be probabilities in [0, 1]")
-        return _bce_on_device(logits, (t, extras[0], extras[1], reduction), need_grad)
+        return _loss_and_grad(_bce_composite, logits, (t, *extras, reduction), need_grad)
     grad_needed = need_grad or _wants_grad(logits, t, *extras)
     loss, dx = _call(
         "binary_cross_entropy_with_logits", logits, t, extras[0], extras[1], reduction, grad_needed
     )
     return (loss.detach(), dx) if need_grad else (loss, None)
-
-
-def _bce_on_device(x: Tensor, settings: tuple[Any, ...], need_grad: bool) -> Any:
-    if not need_grad:
-        return _bce_composite(x, *settings), None
-    with torch.enable_grad():
-        leaf = x.detach().requires_grad_()
-        loss = _bce_composite(leaf, *settings)
-        (dx,) = torch.autograd.grad(loss, leaf, torch.ones_like(loss))
-    return loss.detach(), dx
