@@ -53,7 +53,7 @@ from ._torch import (
     _impl,
     _vmap_by_rows,
 )
-from ._torch_losses import _as_tensor, _check_indices_on_device, _view
+from ._torch_losses import _as_tensor, _autocast_enabled, _check_indices_on_device, _view
 
 __all__ = [
     "is_tensor",
@@ -116,12 +116,8 @@ def prepare(
             out = dtype
     x, w = inputs.to(work), weight.to(work)
     b = None if bias is None else bias.to(work)
-    t = targets.to(x.device) if isinstance(targets, Tensor) else _as_tensor(targets, "targets", x)
+    t = _as_tensor(targets, "targets", x)
     return x, w, b, t, out
-
-
-def _autocast_enabled(device: str) -> bool:
-    return bool(torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device))
 
 
 def linear_cross_entropy(

@@ -374,23 +374,18 @@ def _bce_composite(logits, target, weight, pos_weight, reduction, need_grad=Fals
 
 
 def loss_input(x: Tensor) -> Tensor:
-    """A loss's logits as the loss computes them: float32 under autocast (for every path)."""
-    return _autocast(x)
+    """A loss's logits as the loss computes them: float32 under autocast (for every path).
 
-
-def _autocast(x: Tensor) -> Tensor:
-    """float32 for low-precision input under autocast: PyTorch's policy for its losses."""
-    if not isinstance(x, Tensor):
-        return x
-    device = x.device.type
-    if (
-        torch.amp.is_autocast_available(device)
-        and torch.is_autocast_enabled(device)
-        and x.is_floating_point()
-        and x.element_size() < 4
-    ):
-        return x.float()
+    PyTorch's autocast policy runs its losses in float32; low-precision logits are cast.
+    """
+    if isinstance(x, Tensor) and x.is_floating_point() and x.element_size() < 4:
+        if _autocast_enabled(x.device.type):
+            return x.float()
     return x
+
+
+def _autocast_enabled(device: str) -> bool:
+    return bool(torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device))
 
 
 def _wants_grad(*tensors: Tensor | None) -> bool:

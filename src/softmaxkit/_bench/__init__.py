@@ -96,15 +96,7 @@ def median_seconds(
     than 50 µs are timed in batches, whose mean is one sample, because a single
     ``perf_counter`` pair costs a sizeable part of them.
     """
-    for _ in range(warmup):
-        fn()
-    batch = _batch_size(fn)
-    samples: list[float] = []
-    spent = 0.0
-    while len(samples) < repeat and (len(samples) < 3 or spent < budget):
-        samples.append(_sample(fn, batch))
-        spent += samples[-1] * batch
-    return statistics.median(samples)
+    return paired_medians({"fn": fn}, repeat=repeat, warmup=warmup, budget=budget)["fn"]
 
 
 def paired_medians(
