@@ -96,8 +96,15 @@ def _classes_of(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise SoftmaxkitValueError(f"`y` must have shape (N,) of class labels; got shape {y.shape}")
     if y.dtype.kind == "O":
         y = y.astype(str)
-    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+    if y.dtype.kind not in _LABEL_KINDS:
+        raise SoftmaxkitTypeError(
+            f"`y` must hold labels of a plain dtype (numbers, strings, bytes, dates); got dtype "
+            f"{y.dtype}"
+        )
+    if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
         raise SoftmaxkitValueError("`y` must not hold NaN or inf labels")
+    if y.dtype.kind in "Mm" and np.any(np.isnat(y)):
+        raise SoftmaxkitValueError("`y` must not hold NaT labels")
     classes, index = np.unique(y, return_inverse=True)
     return classes, index.astype(np.int64)
 
@@ -174,9 +181,10 @@ class _SampledHead(_SoftmaxHead):
 
     name = "sampled"
 
-    def __init__(self, num_sampled: int, seed: int) -> None:
+    def __init__(self, num_sampled: int, seed: int | None) -> None:
         self.num_sampled = num_sampled
-        self.rng = np.random.default_rng((seed, 5))  # a stream apart from fit's own
+        # A stream apart from fit's own; seed=None (fresh entropy) gives a fresh one too.
+        self.rng = np.random.default_rng(None if seed is None else (seed, 5))
         self.sampler: UnigramSampler | None = None
 
     def encode(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -242,6 +250,56 @@ def _check_X(X: Any, name: str = "X") -> np.ndarray:
             f"`{name}` must be finite (no NaN or inf); position {pos} holds {X[pos].item()!r}"
         )
     return X
+
+
+# --- setting checks ------------------------------------------------------------------------
+# scikit-learn style: __init__ only stores, fit (and load) call these.  NumPy scalars count
+# as the Python numbers they stand for (GridSearchCV grids hand out np.int64); bools do not
+# count as numbers, since `epochs=True` is surely a mistake.
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    return _is_int(value) or isinstance(value, (float, np.floating))
+
+
+def _check_int(name: str, value: Any, *, low: int = 1, or_none: bool = False) -> Any:
+    expected = f"{'None or ' if or_none else ''}an int >= {low}"
+    if not _is_int(value):
+        raise SoftmaxkitTypeError(f"`{name}` must be {expected}; got {_describe(value)}")
+    if value < low:
+        raise SoftmaxkitValueError(f"`{name}` must be {expected}; got {value!r}")
+    return value
+
+
+def _same_setting(value: Any, default: Any) -> bool:
+    """``value == default`` for repr's purpose; never raises (repr must work on any setting)."""
+    if type(value) is not type(default):
+        return False
+    try:
+        return bool(value == default)
+    except Exception:  # an array compares elementwise, a strange object may raise
+        return False
+
+
+def _describe_pair(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return type(value).__name__
+
+
+def _check_real(name: str, value: Any, expected: str, ok: Callable[[float], bool]) -> None:
+    if not _is_real(value):
+        raise SoftmaxkitTypeError(f"`{name}` must be a number ({expected}); got {_describe(value)}")
+    if not (math.isfinite(value) and ok(float(value))):
+        raise SoftmaxkitValueError(f"`{name}` must be {expected}; got {value!r}")
 
 
 # --- the estimator -------------------------------------------------------------------------
@@ -386,52 +444,74 @@ class Classifier:
         )
 
     def __repr__(self) -> str:
+        defaults = Classifier().get_params()
         changed = {
             k: v
             for k, v in self.get_params().items()
-            if v != type(self)().get_params()[k] or k == "hidden"
+            if k == "hidden" or not _same_setting(v, defaults[k])
         }
         return "Classifier(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
 
     # -- checks --
 
     def _head(self) -> _Head:
-        if self.head not in _HEADS:
+        if not isinstance(self.head, str) or self.head not in _HEADS:
             raise SoftmaxkitValueError(f"`head` must be one of {sorted(_HEADS)}; got {self.head!r}")
         if self.head == "sampled":
-            if not isinstance(self.num_sampled, (int, np.integer)) or self.num_sampled < 1:
-                raise SoftmaxkitValueError(
-                    f"`num_sampled` must be an int >= 1; got {self.num_sampled!r}"
-                )
-            return _SampledHead(int(self.num_sampled), self.seed)
+            return _SampledHead(int(_check_int("num_sampled", self.num_sampled)), self._seed())
         return _HEADS[self.head]()
 
+    def _seed(self) -> int | None:
+        if self.seed is None:
+            return None
+        return int(_check_int("seed", self.seed, low=0, or_none=True))
+
     def _hidden(self) -> tuple[int, ...]:
-        try:
-            widths = tuple(int(w) for w in self.hidden)
-        except (TypeError, ValueError):
+        hidden = self.hidden
+        # A string is a sequence too: "64" would otherwise build layers of widths 6 and 4.
+        if isinstance(hidden, np.ndarray):
+            ok = hidden.ndim == 1 and hidden.dtype.kind in "iu"
+        else:
+            ok = isinstance(hidden, (tuple, list))
+        if not ok:
             raise SoftmaxkitTypeError(
-                f"`hidden` must be a sequence of layer widths; got {self.hidden!r}"
-            ) from None
-        if any(w < 1 for w in widths):
-            raise SoftmaxkitValueError(f"`hidden` widths must be >= 1; got {self.hidden!r}")
-        return widths
+                "`hidden` must be a tuple or list of int layer widths, e.g. (64,) or (128, 64); "
+                f"got {_describe(hidden)}"
+            )
+        widths = []
+        for i, width in enumerate(hidden):
+            if not _is_int(width):
+                raise SoftmaxkitTypeError(
+                    f"`hidden` must hold int layer widths; position {i} holds {width!r} "
+                    f"({type(width).__name__})"
+                )
+            if width < 1:
+                raise SoftmaxkitValueError(
+                    f"`hidden` widths must be >= 1; position {i} holds {int(width)}"
+                )
+            widths.append(int(width))
+        return tuple(widths)
 
     def _check_settings(self) -> None:
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise SoftmaxkitValueError(f"`{name}` must be an int >= 1; got {value!r}")
-        if self.optimizer not in _OPTIMIZERS:
+        """Every setting's type and range; raises the first problem, naming the setting."""
+        self._head()
+        self._hidden()
+        _check_int("num_sampled", self.num_sampled)
+        _check_int("epochs", self.epochs)
+        _check_int("batch_size", self.batch_size)
+        if not isinstance(self.optimizer, str) or self.optimizer not in _OPTIMIZERS:
             raise SoftmaxkitValueError(
                 f"`optimizer` must be one of {_OPTIMIZERS}; got {self.optimizer!r}"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise SoftmaxkitValueError(f"`dropout` must be in [0, 1); got {self.dropout!r}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise SoftmaxkitValueError(
-                f"`weight_decay` must be finite and >= 0; got {self.weight_decay!r}"
+        _check_real("learning_rate", self.learning_rate, "finite and > 0", lambda v: v > 0)
+        _check_real("momentum", self.momentum, "in [0, 1)", lambda v: 0 <= v < 1)
+        _check_real("weight_decay", self.weight_decay, "finite and >= 0", lambda v: v >= 0)
+        _check_real("dropout", self.dropout, "in [0, 1)", lambda v: 0 <= v < 1)
+        if not isinstance(self.standardize, (bool, np.bool_)):
+            raise SoftmaxkitTypeError(
+                f"`standardize` must be True or False; got {_describe(self.standardize)}"
             )
+        self._seed()
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "network_"):
@@ -449,6 +529,16 @@ class Classifier:
         return X
 
     # -- building and training --
+
+    def _param_shapes(self, n_in: int, n_out: int) -> dict[str, tuple[int, int] | tuple[int]]:
+        """The shape of each of ``_build(n_in, n_out).params``, without allocating them."""
+        shapes: dict[str, tuple[int, int] | tuple[int]] = {}
+        index = 0
+        for width in (*self._hidden(), n_out):
+            shapes[f"{index}.weight"], shapes[f"{index}.bias"] = (n_in, width), (width,)
+            index += 3 if self.dropout > 0 else 2  # Dense, ReLU (, Dropout), as _build stacks them
+            n_in = width
+        return shapes
 
     def _build(self, n_in: int, n_out: int, rng: np.random.Generator) -> Sequential:
         layers: list[Any] = []
@@ -502,8 +592,14 @@ class Classifier:
             For an empty training set, ``X`` and ``y`` of different lengths, NaN
             or inf in ``X``, a multi-label ``y`` that is not 0/1, or bad settings.
         """
-        head = self._head()
         self._check_settings()
+        head = self._head()
+        if eval_set is not None and not (
+            isinstance(eval_set, (tuple, list)) and len(eval_set) == 2
+        ):
+            raise SoftmaxkitValueError(
+                f"`eval_set` must be a pair (X_val, y_val); got {_describe_pair(eval_set)}"
+            )
         X = _check_X(X)
         y = np.asarray(y)
         if X.shape[0] == 0:
@@ -518,7 +614,7 @@ class Classifier:
             X_val = self._check_eval_X(eval_set[0], X.shape[1])
             val_targets = self._encode_like(head, np.asarray(eval_set[1]), classes, multilabel)
 
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(self._seed())
         self.classes_ = classes
         self.multilabel_ = multilabel
         self.n_features_in_ = X.shape[1]
@@ -642,17 +738,32 @@ class Classifier:
         The file holds the weights and a JSON header (format name and version,
         constructor parameters, classes, feature scaling, training history,
         and each array's shape, dtype and SHA-256), and never a pickle.
-        ``metadata`` (JSON-serialisable) is stored alongside, e.g. where the
-        data came from.
+        ``metadata`` (a JSON-serialisable dict) is stored alongside, e.g. where
+        the data came from.  :meth:`load` gives back the same classes (dtype
+        and values), the same settings (NumPy scalars stay NumPy scalars;
+        ``hidden`` comes back as a tuple of ints) and the same predictions.
         """
         self._check_fitted()
-        params = self.get_params()
+        if metadata is not None and not isinstance(metadata, dict):
+            raise SoftmaxkitTypeError(f"`metadata` must be a dict; got {_describe(metadata)}")
+        try:
+            json.dumps(metadata or {})
+        except (TypeError, ValueError) as exc:
+            raise SoftmaxkitTypeError(f"`metadata` must be JSON-serialisable ({exc})") from None
+        target = Path(path)
+        if target.is_dir():
+            raise SoftmaxkitValueError(f"`path` {str(path)!r} is a directory, not a file name")
+        if not target.parent.is_dir():
+            raise SoftmaxkitValueError(
+                f"`path` {str(path)!r}: the directory {str(target.parent)!r} does not exist"
+            )
+        self._check_settings()
+        params = {name: _encode_setting(value) for name, value in self.get_params().items()}
         params["hidden"] = list(self._hidden())
-        arrays: dict[str, Any] = {
-            "classes": np.asarray(self.classes_),
-            "mean": self.mean_,
-            "scale": self.scale_,
-        }
+        classes = np.asarray(self.classes_)
+        if classes.dtype.kind not in _LABEL_KINDS:
+            raise SoftmaxkitTypeError(f"`classes_` of dtype {classes.dtype} cannot be saved")
+        arrays: dict[str, Any] = {"classes": classes, "mean": self.mean_, "scale": self.scale_}
         arrays.update({f"param.{k}": v for k, v in self.network_.params.items()})
         header = {
             "format": FORMAT,
@@ -660,7 +771,7 @@ class Classifier:
             "params": params,
             "multilabel": bool(self.multilabel_),
             "n_features_in": int(self.n_features_in_),
-            "history": getattr(self, "history_", {}),
+            "history": {k: [float(v) for v in vs] for k, vs in self.history_.items()},
             "metadata": metadata or {},
             "arrays": {
                 name: {
@@ -680,12 +791,19 @@ class Classifier:
     def load(cls, path: str | os.PathLike[str], /) -> Classifier:
         """Read a model written by :meth:`save`, checking everything before trusting it.
 
+        Every field of the header is checked (types, ranges, the settings, the
+        head against ``multilabel``) and every array against it (shape, dtype,
+        checksum, and the shapes the described network needs) before anything
+        is built, so a crafted file can neither allocate more than it holds
+        nor load as a model that behaves differently from the one saved.
+
         Raises
         ------
         SoftmaxkitValueError
             If the file is missing, truncated or altered, not a softmaxkit
-            model, of another format version, or holds arrays whose shapes or
-            dtypes do not fit the network it describes; the message says which.
+            model, of another format version, or holds a header or arrays that
+            do not fit the network it describes; the message names the file
+            and says what is wrong.
         """
         name = str(path)
         try:
@@ -694,7 +812,7 @@ class Classifier:
             raise
         except FileNotFoundError:
             raise SoftmaxkitValueError(f"`path` {name!r} does not exist") from None
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
             raise SoftmaxkitValueError(
                 f"`path` {name!r} is not a readable softmaxkit model file (truncated, altered "
                 f"or not an .npz written by Classifier.save): {exc}"
@@ -707,94 +825,245 @@ class Classifier:
         return getattr(self, "_metadata", {})
 
 
-def _read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict]:
-    # Opened here rather than by np.load, which leaves the file open when it is not a zip.
-    with open(path, "rb") as f:
-        loaded = np.load(f, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise SoftmaxkitValueError(
-                f"`path` {str(path)!r} holds a single .npy array, not a softmaxkit model"
-            )
-        with loaded as npz:
-            if "header" not in npz.files:
-                raise SoftmaxkitValueError(
-                    f"`path` {str(path)!r} is an .npz file but not a softmaxkit model: it has "
-                    f"no header (arrays: {sorted(npz.files)[:5]})"
-                )
-            # Reading every member checks each one's CRC-32: altered bytes fail here.
-            arrays = {key: npz[key] for key in npz.files}
-    raw = arrays.pop("header")
+# --- the model file ------------------------------------------------------------------------
+
+# Label dtypes fit accepts and the file stores without a pickle: bool, integers, floats,
+# complex, str, bytes, datetime64, timedelta64 (object labels are stored as str).
+_LABEL_KINDS = "biufcUSMm"
+_HEADER_KEYS = {"format", "version", "params", "multilabel", "n_features_in", "history"}
+_HEADER_KEYS |= {"metadata", "arrays"}
+# The most bytes read for the JSON header: far above any real one (hundreds of epochs of
+# history), far below what would hurt.
+_MAX_HEADER_BYTES = 64 * 2**20
+
+
+def _encode_setting(value: Any) -> Any:
+    """A setting as JSON: a NumPy scalar keeps its dtype, so load gives back the same type."""
+    if isinstance(value, np.generic):
+        return {"numpy": value.dtype.str, "value": value.item()}
+    return value
+
+
+def _decode_setting(name: str, value: Any) -> Any:
+    if not isinstance(value, dict):
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        raise SoftmaxkitTypeError(f"setting `{name}` is {_describe(value)}")
+    if set(value) != {"numpy", "value"} or not isinstance(value["numpy"], str):
+        raise SoftmaxkitTypeError(f"setting `{name}` is {value!r}")
     try:
-        header = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SoftmaxkitValueError(f"`path` {str(path)!r} has a damaged header: {exc}") from None
-    if not isinstance(header, dict):
-        raise SoftmaxkitValueError(f"`path` {str(path)!r} has a header that is not a JSON object")
+        dtype = np.dtype(value["numpy"])
+    except TypeError:
+        raise SoftmaxkitTypeError(f"setting `{name}` has dtype {value['numpy']!r}") from None
+    raw = value["value"]
+    if dtype.kind not in "biuf" or not isinstance(raw, (bool, int, float)):
+        raise SoftmaxkitTypeError(f"setting `{name}` is {value!r}")
+    try:
+        return dtype.type(raw)
+    except (OverflowError, TypeError, ValueError):
+        raise SoftmaxkitValueError(f"setting `{name}` is {value!r}") from None
+
+
+def _read_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """One ``.npy`` member, its size checked against its header before a byte is allocated.
+
+    ``np.load`` would allocate whatever shape the member's header announces before
+    finding the data short; here a member must hold exactly the bytes it announces.
+    """
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise SoftmaxkitValueError(f"member {info.filename!r} is compressed; save never does that")
+    with zf.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise SoftmaxkitValueError(f"member {info.filename!r} has .npy version {version}")
+        if dtype.hasobject:
+            raise SoftmaxkitValueError(f"member {info.filename!r} holds Python objects")
+        announced = math.prod(shape) * dtype.itemsize
+        if announced != info.file_size - member.tell():
+            raise SoftmaxkitValueError(
+                f"member {info.filename!r} announces shape {shape} of {dtype} "
+                f"({announced} bytes) but holds {info.file_size - member.tell()}"
+            )
+        data = member.read()  # checks the member's CRC-32: altered bytes fail here
+    order = "F" if fortran else "C"
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order=order).copy(order="K")
+
+
+def _read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict]:
+    name = str(path)
+    with open(path, "rb") as f:
+        if f.read(6) == b"\x93NUMPY":
+            raise SoftmaxkitValueError(
+                f"`path` {name!r} holds a single .npy array, not a softmaxkit model"
+            )
+        f.seek(0)
+        with zipfile.ZipFile(f) as zf:
+            infos = {info.filename: info for info in zf.infolist()}
+            if "header.npy" not in infos:
+                raise SoftmaxkitValueError(
+                    f"`path` {name!r} is an .npz file but not a softmaxkit model: it has "
+                    f"no header (arrays: {sorted(infos)[:5]})"
+                )
+            if len(infos) != len(zf.infolist()) or not all(n.endswith(".npy") for n in infos):
+                raise SoftmaxkitValueError(
+                    f"`path` {name!r} holds members other than .npy arrays, or one twice"
+                )
+            if infos["header.npy"].file_size > _MAX_HEADER_BYTES:
+                raise SoftmaxkitValueError(f"`path` {name!r} has a header of over 64 MiB")
+            try:
+                raw = _read_npy_member(zf, infos.pop("header.npy"))
+                if raw.dtype != np.uint8 or raw.ndim != 1:
+                    raise SoftmaxkitValueError("it is not a 1-D array of bytes")
+                header = json.loads(raw.tobytes().decode("utf-8"))
+            except (SoftmaxkitValueError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+                raise SoftmaxkitValueError(f"`path` {name!r} has a damaged header: {exc}") from None
+            if not isinstance(header, dict):
+                raise SoftmaxkitValueError(
+                    f"`path` {name!r} has a header that is not a JSON object"
+                )
+            # The header is checked before the arrays are read: they are read only if it
+            # describes each of them, with the size the file gives it.
+            _check_descriptions(header, {n[: -len(".npy")]: i for n, i in infos.items()}, name)
+            try:
+                arrays = {n[: -len(".npy")]: _read_npy_member(zf, i) for n, i in infos.items()}
+            except SoftmaxkitValueError as exc:
+                raise SoftmaxkitValueError(f"`path` {name!r}: {exc}") from None
     return arrays, header
+
+
+def _check_descriptions(header: dict, members: dict[str, zipfile.ZipInfo], name: str) -> None:
+    def bad(what: str) -> SoftmaxkitValueError:
+        return SoftmaxkitValueError(f"`path` {name!r}: {what}")
+
+    if header.get("format") != FORMAT:
+        raise bad(f"format is {header.get('format')!r}; expected {FORMAT!r}")
+    if header.get("version") != FORMAT_VERSION or isinstance(header.get("version"), bool):
+        raise bad(
+            f"format version is {header.get('version')!r}; this softmaxkit reads version "
+            f"{FORMAT_VERSION}"
+        )
+    if set(header) != _HEADER_KEYS:
+        raise bad(
+            f"the header must hold the fields {sorted(_HEADER_KEYS)}; it holds {sorted(header)}"
+        )
+    described = header["arrays"]
+    if not isinstance(described, dict):
+        raise bad(f"the header's `arrays` must be an object; got {_describe(described)}")
+    if set(described) != set(members):
+        raise bad(f"holds arrays {sorted(members)} but its header describes {sorted(described)}")
+    for key, spec in described.items():
+        if not (
+            isinstance(spec, dict)
+            and set(spec) == {"shape", "dtype", "sha256"}
+            and isinstance(spec["shape"], list)
+            and all(_is_int(n) and n >= 0 for n in spec["shape"])
+            and isinstance(spec["dtype"], str)
+            and isinstance(spec["sha256"], str)
+        ):
+            raise bad(
+                f"the header's description of array {key!r} must be "
+                f'{{"shape": [ints >= 0], "dtype": str, "sha256": str}}; got {spec!r}'
+            )
 
 
 def _restore(cls: type[Classifier], arrays: dict[str, np.ndarray], header: dict, name: str):
     def bad(what: str) -> SoftmaxkitValueError:
         return SoftmaxkitValueError(f"`path` {name!r}: {what}")
 
-    if header.get("format") != FORMAT:
-        raise bad(f"format is {header.get('format')!r}; expected {FORMAT!r}")
-    if header.get("version") != FORMAT_VERSION:
-        raise bad(
-            f"format version is {header.get('version')!r}; this softmaxkit reads version "
-            f"{FORMAT_VERSION}"
-        )
-    described = header.get("arrays", {})
-    if set(described) != set(arrays):
-        raise bad(f"holds arrays {sorted(arrays)} but its header describes {sorted(described)}")
+    described = header["arrays"]
     for key, a in arrays.items():
         spec = described[key]
-        if list(a.shape) != spec.get("shape") or a.dtype.str != spec.get("dtype"):
+        if list(a.shape) != spec["shape"] or a.dtype.str != spec["dtype"]:
             raise bad(
                 f"array {key!r} has shape {a.shape} and dtype {a.dtype.str}; the header says "
-                f"{tuple(spec.get('shape', ()))} and {spec.get('dtype')}"
+                f"{tuple(spec['shape'])} and {spec['dtype']}"
             )
-        if hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest() != spec.get("sha256"):
+        if hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest() != spec["sha256"]:
             raise bad(f"array {key!r} does not match its checksum: the file was altered")
+
+    params = header["params"]
+    if not isinstance(params, dict) or set(params) != set(cls._PARAMS):
+        got = sorted(params) if isinstance(params, dict) else _describe(params)
+        raise bad(f"the header's `params` must name {list(cls._PARAMS)}; got {got}")
     try:
-        model = cls(**header["params"])
-        model.hidden = tuple(model.hidden)
+        settings = {k: _decode_setting(k, v) for k, v in params.items() if k != "hidden"}
+        if not isinstance(params["hidden"], list):
+            raise SoftmaxkitTypeError(f"setting `hidden` is {_describe(params['hidden'])}")
+        settings["hidden"] = tuple(params["hidden"])
+        model = cls(**settings)
         model._check_settings()
-        model._head()
-        n_features = int(header["n_features_in"])
-    except (KeyError, TypeError) as exc:
-        raise bad(f"the header's parameters are incomplete or wrong ({exc})") from None
     except SoftmaxkitError as exc:
         raise bad(f"the header's parameters are invalid ({exc})") from None
+
+    n_features = header["n_features_in"]
+    if not _is_int(n_features) or n_features < 1:
+        raise bad(f"`n_features_in` must be an int >= 1; got {_describe(n_features)}")
+    multilabel = header["multilabel"]
+    if not isinstance(multilabel, bool):
+        raise bad(f"`multilabel` must be true or false; got {_describe(multilabel)}")
+    history = header["history"]
+    if not (
+        isinstance(history, dict)
+        and all(isinstance(v, list) and all(_is_real(x) for x in v) for v in history.values())
+        and len({len(v) for v in history.values()}) <= 1
+    ):
+        raise bad("`history` must map names to lists of numbers of one length")
+    if not isinstance(header["metadata"], dict):
+        raise bad(f"`metadata` must be an object; got {_describe(header['metadata'])}")
+
     if "classes" not in arrays:
         raise bad("the array 'classes' is missing")
     classes = arrays["classes"]
-    if classes.ndim != 1 or classes.dtype.kind not in "biuU":
+    if classes.ndim != 1 or classes.shape[0] == 0 or classes.dtype.kind not in _LABEL_KINDS:
         raise bad(f"`classes` must be a 1-D array of labels; got {classes.dtype} {classes.shape}")
-    network = model._build(n_features, classes.shape[0], np.random.default_rng(0))
-    expected = {f"param.{k}": v for k, v in network.params.items()}
-    expected.update(mean=np.empty(n_features), scale=np.empty(n_features))
-    for key, reference in expected.items():
+    if multilabel:
+        if model.head != "logistic":
+            raise bad(f"`multilabel` is true but the head is {model.head!r}; only 'logistic'")
+        if not np.array_equal(classes, np.arange(classes.shape[0])):
+            raise bad("a multi-label model's `classes` must be 0, 1, ..., n_labels - 1")
+    elif _classes_of(classes)[0].shape != classes.shape:
+        raise bad("`classes` must hold distinct labels (as fit makes them)")
+
+    shapes = model._param_shapes(n_features, classes.shape[0])
+    expected = {f"param.{k}": v for k, v in shapes.items()}
+    expected.update(mean=(n_features,), scale=(n_features,))
+    extra = sorted(set(arrays) - set(expected) - {"classes"})
+    if extra:
+        raise bad(f"holds arrays {extra} that the network it describes has no place for")
+    for key, shape in expected.items():
         if key not in arrays:
             raise bad(
                 f"array {key!r} is missing for hidden={model.hidden} and {n_features} features"
             )
         a = arrays[key]
-        if a.shape != reference.shape or a.dtype != np.float64:
+        if a.shape != shape or a.dtype != np.float64:
             raise bad(
-                f"array {key!r} must have shape {reference.shape} and dtype float64 for "
+                f"array {key!r} must have shape {shape} and dtype float64 for "
                 f"hidden={model.hidden}, {n_features} features and {classes.shape[0]} outputs; "
                 f"got {a.shape} and {a.dtype}"
             )
+    if not (np.all(np.isfinite(arrays["mean"])) and np.all(np.isfinite(arrays["scale"]))):
+        raise bad("`mean` and `scale` must be finite")
+    if not np.all(arrays["scale"] > 0):
+        raise bad("`scale` must be > 0")
+
+    # Only now, with every size checked against the arrays the file holds, is anything built.
+    network = model._build(n_features, classes.shape[0], np.random.default_rng(0))
     for key, value in network.params.items():
+        if value.shape != arrays[f"param.{key}"].shape:  # _param_shapes and _build disagree
+            raise SoftmaxkitError(f"internal: {key!r} is built as {value.shape}, not as read")
         value[...] = arrays[f"param.{key}"]
     network.train(False)
     model.network_ = network
     model.classes_ = classes
-    model.multilabel_ = bool(header.get("multilabel", False))
-    model.n_features_in_ = n_features
+    model.multilabel_ = multilabel
+    model.n_features_in_ = int(n_features)
     model.mean_ = arrays["mean"]
     model.scale_ = arrays["scale"]
-    model.history_ = {k: list(v) for k, v in header.get("history", {}).items()}
-    model._metadata = header.get("metadata", {})
+    model.history_ = {k: [float(x) for x in v] for k, v in history.items()}
+    model._metadata = header["metadata"]
     return model
