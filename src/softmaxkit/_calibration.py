@@ -26,15 +26,23 @@ _NORMS = ("l1", "l2", "max")
 
 
 class _Bins(NamedTuple):
-    """Per-bin statistics of the top-1 predictions, bins ``(m / M, (m + 1) / M]``."""
+    """Per-bin statistics of the top-1 predictions over the non-empty bins ``(m / M, (m + 1) / M]``.
 
-    edges: np.ndarray  # (M + 1,)
-    counts: np.ndarray  # (M,) number of samples in each bin
-    confidence: np.ndarray  # (M,) mean top-1 confidence, 0 in empty bins
-    accuracy: np.ndarray  # (M,) fraction of correct top-1 predictions, 0 in empty bins
+    Only the bins holding a prediction are kept (empty ones add nothing to any
+    norm), so memory follows the number of predictions, not ``n_bins``.
+    """
+
+    n_bins: int  # M
+    index: np.ndarray  # (B,) m of each non-empty bin, increasing
+    counts: np.ndarray  # (B,) number of samples in each
+    confidence: np.ndarray  # (B,) mean top-1 confidence
+    accuracy: np.ndarray  # (B,) fraction of correct top-1 predictions
 
 
 def _validate_n_bins(n_bins: Any) -> int:
+    # A bool is an int to operator.index, but n_bins=True is surely a mistake.
+    if isinstance(n_bins, (bool, np.bool_)):
+        raise SoftmaxkitTypeError(f"`n_bins` must be an int >= 1; got {n_bins!r}")
     try:
         n = operator.index(n_bins)
     except TypeError:
@@ -93,17 +101,29 @@ def _top1(probs: Array, labels: Array) -> tuple[np.ndarray, np.ndarray]:
     return confidence, (predicted == labels.reshape(-1)).astype(np.float64)
 
 
+def _bin_of(confidence: np.ndarray, n_bins: int) -> np.ndarray:
+    """The bin ``m`` with ``m / M < confidence <= (m + 1) / M`` (0 joins bin 0), for any ``M``.
+
+    ``floor(confidence * M)`` is within one of the answer; comparing with the edges
+    ``m / M`` as float64 computes them settles it exactly as a search of
+    ``arange(M + 1) / M`` would, without building that array.
+    """
+    m = np.clip(np.floor(confidence * n_bins), 0, n_bins - 1).astype(np.int64)
+    for _ in range(2):
+        m = np.where((m > 0) & (confidence <= m / n_bins), m - 1, m)
+        m = np.where((m < n_bins - 1) & (confidence > (m + 1) / n_bins), m + 1, m)
+    return m
+
+
 def _bin_statistics(probs: Array, labels: Array, n_bins: int) -> _Bins:
     confidence, correct = _top1(probs, labels)
-    edges = np.arange(n_bins + 1) / n_bins
-    # side="left" puts a confidence equal to an inner edge into the bin below it:
-    # bins are closed on the right, (lo, hi], and 0 joins the first bin.
-    index = np.searchsorted(edges[1:-1], confidence, side="left")
-    count = np.bincount(index, minlength=n_bins).astype(np.float64)
-    filled = np.where(count > 0, count, 1.0)
-    mean_confidence = np.bincount(index, weights=confidence, minlength=n_bins) / filled
-    accuracy = np.bincount(index, weights=correct, minlength=n_bins) / filled
-    return _Bins(edges, count, mean_confidence, accuracy)
+    index, which, count = np.unique(
+        _bin_of(confidence, n_bins), return_inverse=True, return_counts=True
+    )
+    count = count.astype(np.float64)
+    mean_confidence = np.bincount(which, weights=confidence) / count
+    accuracy = np.bincount(which, weights=correct) / count
+    return _Bins(n_bins, index, count, mean_confidence, accuracy)
 
 
 def _calibration_error(bins: _Bins, norm: str) -> float:
@@ -226,6 +246,10 @@ def reliability_diagram(probs: Array, labels: Array, /, *, n_bins: int = 15, ax:
     'Reliability diagram (ECE = 0.2000)'
     """
     n_bins = _validate_n_bins(n_bins)
+    if ax is not None and not all(hasattr(ax, name) for name in ("bar", "plot", "set_title")):
+        raise SoftmaxkitTypeError(
+            f"`ax` must be a matplotlib Axes or None; got {type(ax).__name__}"
+        )
     bins = _bin_statistics(probs, labels, n_bins)
     ece = _calibration_error(bins, "l1")
     try:
@@ -236,11 +260,10 @@ def reliability_diagram(probs: Array, labels: Array, /, *, n_bins: int = 15, ax:
         ) from exc
     if ax is None:
         ax = Figure(figsize=(5, 5)).subplots()
-    filled = bins.counts > 0
-    left = bins.edges[:-1][filled]
+    left = bins.index / n_bins
     width = 1.0 / n_bins
-    accuracy = bins.accuracy[filled]
-    confidence = bins.confidence[filled]
+    accuracy = bins.accuracy
+    confidence = bins.confidence
     ax.bar(
         left,
         accuracy,
@@ -354,7 +377,14 @@ def fit_temperature(logits: Array, labels: Array, /) -> float:
     z = z.reshape(-1, z.shape[-1])
     if z.shape[0] == 0:
         raise SoftmaxkitValueError("`logits` must hold at least one row; got none")
-    d = z - z.max(axis=-1, keepdims=True)
+    # z - max(z) overflows to -inf for finite logits of either sign near the float64
+    # limit (1e308 - -1e308), and then every derived quantity is NaN.  Scaling by a
+    # power of two first keeps the row spread <= 2 and is exact (short of subnormals,
+    # which are too small to matter next to such logits).
+    magnitude = float(np.max(np.abs(z)))
+    prescale = math.ldexp(1.0, math.frexp(magnitude)[1] - 1) if magnitude > 0 else 1.0
+    d = z / prescale
+    d = d - d.max(axis=-1, keepdims=True)
     # Solving for beta' = beta * scale on d / scale in [-1, 0] keeps every product
     # and square below 1 in magnitude, whatever the size of the logits.
     scale = float(np.max(-d))
@@ -404,4 +434,9 @@ def fit_temperature(logits: Array, labels: Array, /) -> float:
             beta = candidate
             break
         beta = candidate
-    return scale / beta
+    temperature = scale / beta * prescale
+    if not math.isfinite(temperature):
+        raise SoftmaxkitValueError(
+            f"`logits` span {magnitude:.3g}: the optimal temperature exceeds the float64 range"
+        )
+    return temperature

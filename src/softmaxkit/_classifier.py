@@ -941,7 +941,7 @@ def _check_descriptions(header: dict, members: dict[str, zipfile.ZipInfo], name:
 
     if header.get("format") != FORMAT:
         raise bad(f"format is {header.get('format')!r}; expected {FORMAT!r}")
-    if header.get("version") != FORMAT_VERSION or isinstance(header.get("version"), bool):
+    if type(header.get("version")) is not int or header["version"] != FORMAT_VERSION:
         raise bad(
             f"format version is {header.get('version')!r}; this softmaxkit reads version "
             f"{FORMAT_VERSION}"
