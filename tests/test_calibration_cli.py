@@ -68,7 +68,7 @@ def test_calibrate_accepts_whole_float_labels_and_no_diagram(tmp_path, capsys):
         ("missing", "`--logits` file .* does not exist"),
         ("labels-shape", r"`--labels` must hold one label per row of `--logits`, shape \(2000,\)"),
         ("labels-fraction", r"`--labels` must be whole class numbers; position 0 holds"),
-        ("labels-range", r"`labels` must be in \[0, 4\); position \(3,\) holds 7"),
+        ("labels-range", r"`--labels` must be class numbers in \[0, 4\) .*; position 3 holds 7"),
         ("logits-1d", r"`--logits` must hold a 2-D array"),
         ("not-npy", "`--labels` must be a NumPy .npy file"),
     ],

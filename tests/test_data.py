@@ -161,8 +161,8 @@ def test_csv_integer_labels_without_header(tmp_path):
     [
         ("", "at least one data row"),
         ("a,b,label\n", "at least one data row"),
-        ("1,2,x\n1,x\n", "every row must have 3 cells; data row 2 has 2"),
-        ("1,2,x\n1,abc,y\n", r"features must be numbers; data row 2 holds \['1', 'abc'\]"),
+        ("1,2,x\n1,x\n", "every row must have 3 cells; line 2 has 2"),
+        ("1,2,x\n1,abc,y\n", r"features must be numbers; line 2 holds \['1', 'abc'\]"),
         ("x\n", "at least one feature and a label"),
     ],
     ids=["empty", "header_only", "ragged", "not_a_number", "one_column"],

@@ -621,7 +621,16 @@ class Classifier:
         self.mean_ = X.mean(axis=0) if self.standardize else np.zeros(X.shape[1])
         std = X.std(axis=0) if self.standardize else np.ones(X.shape[1])
         self.scale_ = np.where(std > 0, std, 1.0)
-        self.network_ = self._build(X.shape[1], classes.shape[0], rng)
+        try:
+            self.network_ = self._build(X.shape[1], classes.shape[0], rng)
+        except MemoryError:
+            n_weights = sum(
+                math.prod(s) for s in self._param_shapes(X.shape[1], len(classes)).values()
+            )
+            raise SoftmaxkitValueError(
+                f"`hidden` {self._hidden()} with {X.shape[1]} features and {len(classes)} classes "
+                f"makes {n_weights} weights ({n_weights * 8 / 2**30:.3g} GiB), more than memory holds"
+            ) from None
         self.history_: dict[str, list[float]] = {"loss": [], "accuracy": []}
         if eval_set is not None:
             self.history_.update(val_loss=[], val_accuracy=[])

@@ -15,6 +15,7 @@ import csv
 import gzip
 import math
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,17 +141,39 @@ def load_digits(*, test_size: float = 0.25, seed: int = 0) -> Dataset:
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def _read_bytes(path: Path) -> bytes:
-    with open(path, "rb") as f:
-        head = f.read(2)
-    opener = gzip.open if head == b"\x1f\x8b" else open
+def _open_checked(path: Path) -> None:
+    if not path.exists():
+        raise SoftmaxkitValueError(f"`path` {str(path)!r} does not exist")
+    if path.is_dir():
+        raise SoftmaxkitValueError(f"`path` {str(path)!r} is a directory, not a file")
+
+
+def _read_bytes(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``path``, decompressed if it is gzip (by its magic bytes).
+
+    Reading in bounded chunks means a small gzip file that expands to gigabytes (or
+    an IDX header announcing them) never makes us hold more than ``limit`` bytes.
+    """
+    _open_checked(path)
     try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        opener = gzip.open if head == b"\x1f\x8b" else open
+        chunks = []
+        size = 0
         with opener(path, "rb") as f:
-            return f.read()
-    except (OSError, EOFError) as exc:
+            while size < limit:
+                chunk = f.read(min(limit - size, 2**24))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        return b"".join(chunks)
+    except (OSError, EOFError, zlib.error) as exc:
+        what = "gzip file" if head == b"\x1f\x8b" else "file"
         raise SoftmaxkitValueError(
-            f"`path` {str(path)!r} is not a readable gzip file: {exc}"
-        ) from exc
+            f"`path` {str(path)!r} is not a readable {what}: {exc}"
+        ) from None
 
 
 def load_idx(path: PathLike, /) -> np.ndarray:
@@ -178,8 +201,10 @@ def load_idx(path: PathLike, /) -> np.ndarray:
     [[1, 2, 3], [4, 5, 6]]
     """
     path = Path(path)
-    data = _read_bytes(path)
     name = str(path)
+    # The header (at most 4 + 4 * 255 bytes) first, then exactly the data it announces
+    # and one byte more to tell a file with trailing bytes from one of the right length.
+    data = _read_bytes(path, 4 + 4 * 255)
     if len(data) < 4 or data[:2] != b"\x00\x00":
         raise SoftmaxkitValueError(
             f"`path` {name!r} is not an IDX file: it must start with two zero bytes; "
@@ -198,12 +223,18 @@ def load_idx(path: PathLike, /) -> np.ndarray:
             f"the file has {len(data)} bytes"
         )
     shape = tuple(int(s) for s in np.frombuffer(data[4:header_end], dtype=">i4"))
+    if any(s < 0 for s in shape):
+        raise SoftmaxkitValueError(
+            f"`path` {name!r} is damaged: its IDX header gives the negative dimensions {shape}"
+        )
     dtype = np.dtype(_IDX_TYPES[code])
     expected = math.prod(shape) * dtype.itemsize
+    data = _read_bytes(path, header_end + expected + 1)
     if len(data) - header_end != expected:
+        got = len(data) - header_end
         raise SoftmaxkitValueError(
             f"`path` {name!r} must hold {expected} data bytes for shape {shape}; "
-            f"got {len(data) - header_end}"
+            f"got {got if got < expected else 'more'}"
         )
     array = np.frombuffer(data, dtype=dtype, offset=header_end).reshape(shape)
     return array.astype(dtype.newbyteorder("="))
@@ -278,54 +309,83 @@ def load_csv(
     test_size: float = 0.25,
     seed: int = 0,
     image_shape: tuple[int, int] | None = None,
+    encoding: str = "utf-8",
 ) -> Dataset:
     """Rows of ``features..., label`` from a CSV file, split with ``seed`` (see :func:`split`).
 
     A first row whose feature cells are not all numbers is taken as a header.
-    Labels are kept as strings, or as integers when every label is one.
-    ``image_shape`` (``(height, width)``) lets the report draw the rows as images.
+    Features must be finite numbers.  Labels are kept as strings, or as
+    integers when every label is one that fits in int64.  ``image_shape``
+    (``(height, width)``) lets the report draw the rows as images.  The file
+    is read as ``encoding`` (a UTF-8 byte-order mark is skipped).
 
     Raises
     ------
     SoftmaxkitValueError
-        For an empty file, rows of different lengths, or a feature that is not
-        a number, naming the line.
+        For a missing or empty file, text that is not in ``encoding``, rows of
+        different lengths, or a feature that is not a finite number, naming
+        the line.
     """
     path = Path(path)
-    with open(path, newline="") as f:
-        rows = [row for row in csv.reader(f) if row]
-    if rows and not all(_is_number(cell) for cell in rows[0][:-1]):
+    name = str(path)
+    _open_checked(path)
+    # A byte-order mark would otherwise stick to the first cell, so that a numeric
+    # first row looks like a header and is dropped.
+    if not isinstance(encoding, str):
+        raise SoftmaxkitValueError(
+            f"`encoding` must be the name of a text encoding; got {encoding!r}"
+        )
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        with open(path, newline="", encoding=codec) as f:
+            rows = [(reader.line_num, row) for reader in [csv.reader(f)] for row in reader if row]
+    except LookupError:
+        raise SoftmaxkitValueError(
+            f"`encoding` {encoding!r} is not a known text encoding"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise SoftmaxkitValueError(
+            f"`path` {name!r} is not {encoding} text (byte {exc.start} is {exc.object[exc.start]:#04x}); "
+            "pass the file's `encoding`, e.g. encoding='latin-1'"
+        ) from None
+    except csv.Error as exc:
+        raise SoftmaxkitValueError(f"`path` {name!r} is not a readable CSV file: {exc}") from None
+    if rows and not all(_is_number(cell) for cell in rows[0][1][:-1]):
         rows = rows[1:]
     if not rows:
+        raise SoftmaxkitValueError(f"`path` {name!r} must hold at least one data row; got none")
+    if len(rows) < 2:
         raise SoftmaxkitValueError(
-            f"`path` {str(path)!r} must hold at least one data row; got none"
+            f"`path` {name!r} must hold at least 2 data rows (one to train, one to test); got 1"
         )
-    width = len(rows[0])
+    width = len(rows[0][1])
     if width < 2:
         raise SoftmaxkitValueError(
-            f"`path` {str(path)!r} rows must hold at least one feature and a label; "
+            f"`path` {name!r} rows must hold at least one feature and a label; "
             f"the first has {width} cell"
         )
     features = np.empty((len(rows), width - 1))
     labels = []
-    for i, row in enumerate(rows):
+    for i, (line, row) in enumerate(rows):
         if len(row) != width:
             raise SoftmaxkitValueError(
-                f"`path` {str(path)!r}: every row must have {width} cells; data row {i + 1} "
-                f"has {len(row)}"
+                f"`path` {name!r}: every row must have {width} cells; line {line} has {len(row)}"
             )
         try:
             features[i] = [float(cell) for cell in row[:-1]]
         except ValueError:
             raise SoftmaxkitValueError(
-                f"`path` {str(path)!r}: features must be numbers; data row {i + 1} holds "
-                f"{row[:-1]!r}"
+                f"`path` {name!r}: features must be numbers; line {line} holds {row[:-1]!r}"
             ) from None
+        if not np.all(np.isfinite(features[i])):
+            raise SoftmaxkitValueError(
+                f"`path` {name!r}: features must be finite; line {line} holds {row[:-1]!r}"
+            )
         labels.append(row[-1].strip())
     y: np.ndarray
     try:
         y = np.array([int(label) for label in labels], dtype=np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):  # not all integers, or one beyond int64: names
         y = np.array(labels)
     return split(path.stem, features, y, test_size=test_size, seed=seed, image_shape=image_shape)
 

@@ -55,6 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CommandError, SoftmaxkitError) as exc:
         print(f"softmaxkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # The paths are checked before the work, but a disk can still fill up or a file
+        # vanish meanwhile: say so in one line rather than with a traceback.
+        print(f"softmaxkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import CommandError
+from ._paths import check_output_file
 
 __all__ = ["register"]
 
@@ -20,8 +21,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         )
     if args.repeat is not None and args.repeat < 1:
         raise CommandError(f"`--repeat` must be at least 1; got {args.repeat}")
+    # Before the suites run (minutes): where the results go must be writable.
+    json_path = check_output_file(args.json, "--json")
     results = run_suites(names, quick=args.quick, repeat=args.repeat)
-    write_json(args.json, results)
+    write_json(json_path, results)
     print(f"\nwrote {args.json}")
     return 0
 

@@ -3,32 +3,22 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
+from .._errors import SoftmaxkitValueError
 from . import CommandError
+from ._paths import check_figure_path, load_npy, positive_int
 
 __all__ = ["register"]
-
-
-def _load(path: str, option: str) -> Any:
-    import numpy as np
-
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise CommandError(f"`{option}` file {path!r} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise CommandError(
-            f"`{option}` must be a NumPy .npy file; reading {path!r}: {exc}"
-        ) from None
 
 
 def _read_inputs(args: argparse.Namespace) -> tuple[Any, Any]:
     import numpy as np
 
-    logits = _load(args.logits, "--logits")
-    labels = _load(args.labels, "--labels")
+    logits = load_npy(args.logits, "--logits")
+    labels = load_npy(args.labels, "--labels")
+    if logits.dtype.kind not in "biuf":
+        raise CommandError(f"`--logits` must hold real numbers; got dtype {logits.dtype}")
     if logits.ndim != 2 or logits.shape[1] < 2:
         raise CommandError(
             f"`--logits` must hold a 2-D array (samples, classes) with at least 2 classes; "
@@ -39,6 +29,8 @@ def _read_inputs(args: argparse.Namespace) -> tuple[Any, Any]:
             f"`--labels` must hold one label per row of `--logits`, shape ({logits.shape[0]},); "
             f"got shape {labels.shape}"
         )
+    if labels.dtype.kind not in "iuf":
+        raise CommandError(f"`--labels` must hold class numbers; got dtype {labels.dtype}")
     if labels.dtype.kind == "f":
         # labels saved from a float array are fine as long as they are whole numbers
         whole = np.isfinite(labels) & (labels == np.round(labels))
@@ -47,8 +39,15 @@ def _read_inputs(args: argparse.Namespace) -> tuple[Any, Any]:
             raise CommandError(
                 f"`--labels` must be whole class numbers; position {i} holds {labels[i]!r}"
             )
-        labels = labels.astype(np.int64)
-    return logits, labels
+    n_classes = logits.shape[1]
+    bad = (labels < 0) | (labels >= n_classes)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise CommandError(
+            f"`--labels` must be class numbers in [0, {n_classes}) (the columns of `--logits`); "
+            f"position {i} holds {labels[i].item()!r}"
+        )
+    return logits, labels.astype(np.int64)
 
 
 def _nll(log_probs: Any, labels: Any) -> float:
@@ -63,10 +62,18 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     from .._calibration import expected_calibration_error, fit_temperature, reliability_diagram
     from .._softmax import log_softmax, softmax
 
+    # The output path first: a diagram that cannot be written is found before the work.
+    diagram = None if args.diagram == "-" else check_figure_path(args.diagram, "--diagram")
     logits, labels = _read_inputs(args)
-    if args.n_bins < 1:
-        raise CommandError(f"`--n-bins` must be >= 1; got {args.n_bins}")
-    temperature = fit_temperature(logits, labels)
+    if not np.all(np.isfinite(logits)):
+        i, j = (int(k) for k in np.argwhere(~np.isfinite(logits))[0])
+        raise CommandError(f"`--logits` must be finite; row {i}, column {j} holds {logits[i, j]}")
+    try:
+        temperature = fit_temperature(logits, labels)
+    except SoftmaxkitValueError as exc:
+        raise CommandError(
+            f"no temperature can be fit to `--logits` and `--labels`: {exc}"
+        ) from None
     before = softmax(logits.astype(np.float64))
     after = softmax(logits.astype(np.float64), temperature=temperature)
 
@@ -96,21 +103,22 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row[0].ljust(widths[0])}  {row[1].rjust(widths[1])}  {row[2].rjust(widths[2])}")
 
-    if args.diagram != "-":
+    if diagram is not None:
         from matplotlib.figure import Figure
 
         from .._atomic import atomic_save_figure
 
-        path = Path(args.diagram)
-        if not path.parent.is_dir():
-            raise CommandError(f"`--diagram` directory {str(path.parent)!r} does not exist")
+        path = diagram
         figure = Figure(figsize=(10, 5), layout="constrained")
         left, right = figure.subplots(1, 2)
         reliability_diagram(before, labels, n_bins=args.n_bins, ax=left)
         left.set_title(f"before: {left.get_title()}")
         reliability_diagram(after, labels, n_bins=args.n_bins, ax=right)
         right.set_title(f"after T = {temperature:.3g}: {right.get_title()}")
-        atomic_save_figure(figure, path, dpi=120)
+        try:
+            atomic_save_figure(figure, path, dpi=120)
+        except OSError as exc:  # e.g. the disk filled up; the tables above are printed already
+            raise CommandError(f"`--diagram`: writing {str(path)!r} failed ({exc})") from None
         print(f"reliability diagram written to {path}")
     return 0
 
@@ -126,7 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--logits", required=True, help=".npy file, shape (samples, classes)")
     p.add_argument("--labels", required=True, help=".npy file of class numbers, shape (samples,)")
-    p.add_argument("--n-bins", type=int, default=15, help="confidence bins (default 15)")
+    p.add_argument("--n-bins", type=positive_int, default=15, help="confidence bins (default 15)")
     p.add_argument(
         "--diagram",
         default="reliability_diagram.png",

@@ -10,15 +10,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from . import CommandError
+from ._paths import finite_positive_float, non_negative_int, positive_int, prepare_output_dir
 from ._table import probability_table
 
 __all__ = ["register"]
 
 MODEL_FILE = "model.npz"
+REPORT_FILE = "report.json"
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -34,16 +35,6 @@ def _hidden(text: str) -> tuple[int, ...]:
     if any(w < 1 for w in widths):
         raise argparse.ArgumentTypeError(f"widths must be >= 1; got {text!r}")
     return widths
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1; got {text!r}")
-    return value
 
 
 def _load_data(spec: str, multilabel: bool) -> Any:
@@ -111,9 +102,10 @@ def _run_train(args: argparse.Namespace) -> int:
     head = args.head or ("logistic" if args.multilabel else "softmax")
     if args.multilabel and head != "logistic":
         raise CommandError("`--multilabel` trains one sigmoid per label: use `--head logistic`")
+    # The output directory first: a run that cannot write its results is refused before
+    # it trains, not after.
+    out = prepare_output_dir(args.out, "--out", [MODEL_FILE, REPORT_FILE, *FIGURES])
     dataset = _load_data(args.data, args.multilabel)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     params: dict[str, Any] = {"hidden": args.hidden, "head": head, "seed": args.seed}
     for name in ("epochs", "batch_size", "learning_rate", "num_sampled"):
         if getattr(args, name) is not None:
@@ -165,7 +157,7 @@ def _run_train(args: argparse.Namespace) -> int:
         f"log-loss {test['log_loss']:.4f}, expected calibration error "
         f"{test['expected_calibration_error']:.4f}"
     )
-    print(f"wrote {out / MODEL_FILE}, {out / 'report.json'}")
+    print(f"wrote {out / MODEL_FILE}, {out / REPORT_FILE}")
     print("figures: " + ", ".join(str(out / name) for name in FIGURES))
     return 0
 
@@ -223,17 +215,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="output layer (default softmax; sampled: trained on sampled softmax over "
         "--num-sampled classes per batch, predicts with the full softmax)",
     )
-    p.add_argument("--num-sampled", type=_positive_int, help="classes per batch for --head sampled")
+    p.add_argument("--num-sampled", type=positive_int, help="classes per batch for --head sampled")
     p.add_argument(
         "--multilabel",
         action="store_true",
         help="learn the digit attributes even, > 4, prime, round (several per image) with "
         "the logistic head",
     )
-    p.add_argument("--epochs", type=_positive_int, help="passes over the training set (default 50)")
-    p.add_argument("--batch-size", type=_positive_int, help="examples per step (default 32)")
-    p.add_argument("--learning-rate", type=float, help="Adam's step size (default 0.003)")
-    p.add_argument("--seed", type=int, default=0, help="seed for weights and batch order")
+    p.add_argument("--epochs", type=positive_int, help="passes over the training set (default 50)")
+    p.add_argument("--batch-size", type=positive_int, help="examples per step (default 32)")
+    p.add_argument(
+        "--learning-rate", type=finite_positive_float, help="Adam's step size (default 0.003)"
+    )
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed (>= 0) for weights and batch order"
+    )
     p.add_argument("--out", default="runs/train", help="output directory (default runs/train)")
     p.set_defaults(func=_run_train)
 
