@@ -354,10 +354,6 @@ def load_csv(
         rows = rows[1:]
     if not rows:
         raise SoftmaxkitValueError(f"`path` {name!r} must hold at least one data row; got none")
-    if len(rows) < 2:
-        raise SoftmaxkitValueError(
-            f"`path` {name!r} must hold at least 2 data rows (one to train, one to test); got 1"
-        )
     width = len(rows[0][1])
     if width < 2:
         raise SoftmaxkitValueError(
@@ -382,6 +378,10 @@ def load_csv(
                 f"`path` {name!r}: features must be finite; line {line} holds {row[:-1]!r}"
             )
         labels.append(row[-1].strip())
+    if len(rows) < 2:
+        raise SoftmaxkitValueError(
+            f"`path` {name!r} must hold at least 2 data rows (one to train, one to test); got 1"
+        )
     y: np.ndarray
     try:
         y = np.array([int(label) for label in labels], dtype=np.int64)
