@@ -815,6 +815,8 @@ class Classifier:
             and says what is wrong.
         """
         name = str(path)
+        if Path(path).is_dir():
+            raise SoftmaxkitValueError(f"`path` {name!r} is a directory, not a model file")
         try:
             arrays, header = _read_model_file(path)
         except SoftmaxkitError:

@@ -38,9 +38,13 @@ def _hidden(text: str) -> tuple[int, ...]:
 
 
 def _load_data(spec: str, multilabel: bool) -> Any:
+    from .._errors import SoftmaxkitError
     from ..data import load_dataset
 
-    dataset = load_dataset(spec)
+    try:
+        dataset = load_dataset(spec)
+    except SoftmaxkitError as exc:
+        raise CommandError(f"`--data` {spec!r} cannot be used: {exc}") from None
     if multilabel:
         if dataset.y_train.dtype.kind not in "iu" or dataset.y_train.max() > 9:
             raise CommandError(
@@ -163,12 +167,25 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from .. import Classifier
+    import numpy as np
 
-    model = Classifier.load(args.model)
+    from .. import Classifier
+    from .._errors import SoftmaxkitError
+
+    try:
+        model = Classifier.load(args.model)
+    except SoftmaxkitError as exc:
+        raise CommandError(f"`MODEL` cannot be loaded: {exc}") from None
     metadata = model.metadata_
     spec = args.data or metadata.get("data") or "digits"
+    if not isinstance(spec, str):
+        raise CommandError(f"`MODEL` names its data as {spec!r}; pass `--data`")
     dataset = _load_data(spec, bool(metadata.get("multilabel_attributes")))
+    if dataset.X_test.shape[1] != model.n_features_in_:
+        raise CommandError(
+            f"`--data` {spec!r} has {dataset.X_test.shape[1]} features; the model was trained "
+            f"on {model.n_features_in_}"
+        )
     n = dataset.X_test.shape[0]
     if not -n <= args.index < n:
         raise CommandError(
@@ -181,8 +198,10 @@ def _run_predict(args: argparse.Namespace) -> int:
     )
     probs = model.predict_proba(x)[0]
     truth = dataset.y_test[args.index]
-    names = list(dataset.label_names) or [str(c) for c in model.classes_]
-    if model.multilabel_:
+    names = list(dataset.label_names)
+    if len(names) != len(model.classes_):  # no names, or names of other outputs than these
+        names = [str(c) for c in model.classes_]
+    if model.multilabel_ and np.ndim(truth) == 1 and len(truth) == len(names):
         true_text = ", ".join(name for name, v in zip(names, truth, strict=True) if v) or "none"
         note = "one sigmoid per label: independent probabilities that need not sum to 1"
     else:
@@ -240,7 +259,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "table (label, probability, percent, odds) of one test example. "
         "Example: softmaxkit predict runs/demo/model.npz --index 0",
     )
-    p.add_argument("model", help="a model file written by softmaxkit train")
+    p.add_argument("model", metavar="MODEL", help="a model file written by softmaxkit train")
     p.add_argument(
         "--data", help="data set as for train (default: the one the model was trained on)"
     )
