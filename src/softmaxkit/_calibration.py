@@ -33,7 +33,7 @@ class _Bins(NamedTuple):
     """
 
     n_bins: int  # M
-    index: np.ndarray  # (B,) m of each non-empty bin, increasing
+    number: np.ndarray  # (B,) m of each non-empty bin, increasing
     counts: np.ndarray  # (B,) number of samples in each
     confidence: np.ndarray  # (B,) mean top-1 confidence
     accuracy: np.ndarray  # (B,) fraction of correct top-1 predictions
@@ -260,7 +260,7 @@ def reliability_diagram(probs: Array, labels: Array, /, *, n_bins: int = 15, ax:
         ) from exc
     if ax is None:
         ax = Figure(figsize=(5, 5)).subplots()
-    left = bins.index / n_bins
+    left = bins.number / n_bins
     width = 1.0 / n_bins
     accuracy = bins.accuracy
     confidence = bins.confidence

@@ -91,11 +91,20 @@ class _Head:
         return int(np.sum(np.argmax(logits, axis=1) == truth))
 
 
+def _as_labels(y: Any) -> np.ndarray:
+    """``y`` as an array of labels, object arrays as ``str`` (as fit stores their classes).
+
+    Every place that compares labels with ``classes_`` (fit, the evaluation set,
+    ``score``) goes through here, so ``[1, "dog"]`` means the same labels in each.
+    """
+    y = np.asarray(y)
+    return y.astype(str) if y.dtype.kind == "O" else y
+
+
 def _classes_of(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if y.ndim != 1:
         raise SoftmaxkitValueError(f"`y` must have shape (N,) of class labels; got shape {y.shape}")
-    if y.dtype.kind == "O":
-        y = y.astype(str)
+    y = _as_labels(y)
     if y.dtype.kind not in _LABEL_KINDS:
         raise SoftmaxkitTypeError(
             f"`y` must hold labels of a plain dtype (numbers, strings, bytes, dates); got dtype "
@@ -682,6 +691,7 @@ class Classifier:
         """``y`` encoded against the training ``classes`` (for the evaluation set)."""
         if multilabel:
             return head.encode(y)[0]
+        y = _as_labels(y)
         lookup = {label: i for i, label in enumerate(classes.tolist())}
         unknown = [label for label in y.tolist() if label not in lookup]
         if y.ndim != 1 or unknown:
@@ -729,7 +739,7 @@ class Classifier:
     def score(self, X: Any, y: Any) -> float:
         """Accuracy: the fraction of rows predicted right (multi-label: every label right)."""
         predicted = self.predict(X)
-        y = np.asarray(y)
+        y = np.asarray(y) if self.multilabel_ else _as_labels(y)
         if y.shape[0] != predicted.shape[0]:
             raise SoftmaxkitValueError(
                 f"`X` and `y` must have the same length; got {predicted.shape[0]} rows and "
@@ -900,8 +910,8 @@ def _read_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
                 f"({announced} bytes) but holds {info.file_size - member.tell()}"
             )
         data = member.read()  # checks the member's CRC-32: altered bytes fail here
-    order = "F" if fortran else "C"
-    return np.frombuffer(data, dtype=dtype).reshape(shape, order=order).copy(order="K")
+    flat = np.frombuffer(data, dtype=dtype)
+    return (flat.reshape(shape, order="F") if fortran else flat.reshape(shape)).copy(order="K")
 
 
 def _read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict]:

@@ -56,7 +56,16 @@ def _binary_columns(probs: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nd
 def _class_index(model: Classifier, y: np.ndarray) -> np.ndarray:
     """Positions of the labels ``y`` in ``model.classes_``."""
     lookup = {label: i for i, label in enumerate(model.classes_.tolist())}
-    return np.array([lookup[label] for label in np.asarray(y).tolist()], dtype=np.int64)
+    labels = np.asarray(y)
+    if labels.dtype.kind == "O":  # as Classifier.fit stores object labels
+        labels = labels.astype(str)
+    unknown = [label for label in labels.tolist() if label not in lookup]
+    if unknown:
+        raise SoftmaxkitValueError(
+            f"`y` must hold labels the model knows, {model.classes_.tolist()[:10]}; "
+            f"got {unknown[:3]}"
+        )
+    return np.array([lookup[label] for label in labels.tolist()], dtype=np.int64)
 
 
 def _targets01(model: Classifier, y: np.ndarray) -> np.ndarray:
