@@ -272,3 +272,97 @@ def test_reliability_diagram_uses_given_axis():
     ax = Figure().subplots()
     out = reliability_diagram(np.array([[0.6, 0.4]]), np.array([0]), ax=ax)
     assert out is ax
+
+
+# --- issue 17 item 9: fit_temperature near the float64 limit, and the other arguments ---------
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch", "jax"])
+def test_fit_temperature_row_at_float64_limit_gives_right_diagnosis(name, backend_of):
+    import warnings
+
+    row = [1e308, -1e308, 0.0, 0.0]  # finite, but z - max(z) overflows to -inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow on the way either
+        with pytest.raises(SoftmaxkitValueError, match="keeps falling as T -> 0"):
+            fit_temperature(backend_of(name, [row]), backend_of(name, [0]))
+        with pytest.raises(SoftmaxkitValueError, match="carry no information"):
+            fit_temperature(backend_of(name, [row]), backend_of(name, [1]))
+        z = np.array([row, [1e308, 2, 3, 4], [0, 1e300, 0, 0]])
+        labels = np.array([2, 0, 1])
+        t = fit_temperature(backend_of(name, z), backend_of(name, labels))
+    # the same problem a factor 1e300 smaller has its temperature 1e300 smaller
+    assert t == pytest.approx(fit_temperature(z / 1e300, labels) * 1e300, rel=1e-12)
+
+
+@pytest.fixture
+def backend_of():
+    import jax.numpy as jnp
+
+    def make(name, a):
+        a = np.asarray(a)
+        if name == "torch":
+            return torch.from_numpy(a)
+        if name == "jax":
+            return jnp.asarray(a)  # conftest turns x64 on: 1e308 stays finite
+        return a
+
+    return make
+
+
+def test_fit_temperature_that_overflows_float64_is_refused():
+    z = np.array([[1e308, -1e308, 0, 0], [1.0, 2, 3, 4]])
+    with pytest.raises(SoftmaxkitValueError, match="exceeds the float64 range"):
+        fit_temperature(z, np.array([2, 3]))
+
+
+def test_fit_temperature_is_unchanged_by_the_power_of_two_prescale():
+    rng = np.random.default_rng(3)
+    z, labels = _calibrated_sample(rng, 500, 5)
+    assert fit_temperature(z * 2.0**40, labels) == pytest.approx(
+        fit_temperature(z, labels) * 2.0**40, rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("n_bins", [True, np.bool_(True), 2.0, "3", None])
+def test_n_bins_that_is_not_an_int_is_refused(n_bins):
+    probs, labels = np.array([[0.7, 0.3]]), np.array([0])
+    with pytest.raises(SoftmaxkitTypeError, match="`n_bins` must be an int >= 1"):
+        expected_calibration_error(probs, labels, n_bins=n_bins)
+    with pytest.raises(SoftmaxkitTypeError, match="`n_bins` must be an int >= 1"):
+        reliability_diagram(probs, labels, n_bins=n_bins)
+
+
+def test_huge_n_bins_needs_no_memory_for_empty_bins():
+    # n_bins = 10**15 used to allocate 10**15 bins (MemoryError); only filled ones count.
+    rng = np.random.default_rng(0)
+    p = _softmax_np(rng.normal(size=(50, 3)))
+    labels = rng.integers(0, 3, size=50)
+    confidence, correct = p.max(axis=1), (p.argmax(axis=1) == labels)
+    # every prediction alone in its bin: ECE is the mean |correct - confidence|
+    expected = float(np.mean(np.abs(correct - confidence)))
+    assert expected_calibration_error(p, labels, n_bins=10**15) == pytest.approx(expected)
+    ax = reliability_diagram(p, labels, n_bins=10**15)
+    assert len(ax.patches) == 2 * 50
+
+
+@pytest.mark.parametrize("n_bins", [1, 2, 3, 7, 10, 15, 49, 97, 1000, 3**13])
+def test_bin_of_each_confidence_matches_a_search_of_the_edges(n_bins):
+    from softmaxkit._calibration import _bin_of
+
+    edges = np.arange(n_bins + 1) / n_bins
+    conf = np.concatenate(
+        [
+            np.random.default_rng(n_bins).random(500),
+            edges,
+            np.nextafter(edges, 2.0),
+            np.nextafter(edges, -1.0),
+        ]
+    ).clip(0.0, 1.0)
+    reference = np.searchsorted(edges[1:-1], conf, side="left")
+    np.testing.assert_array_equal(_bin_of(conf, n_bins), reference)
+
+
+def test_reliability_diagram_ax_that_is_not_axes_is_refused():
+    with pytest.raises(SoftmaxkitTypeError, match="`ax` must be a matplotlib Axes"):
+        reliability_diagram(np.array([[0.7, 0.3]]), np.array([0]), ax="left")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import re
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -188,3 +190,117 @@ def test_digit_attributes_are_even_greater_than_4_prime_round():
     assert [d for d in range(10) if table[d, 3]] == [0, 6, 8, 9]
     with pytest.raises(SoftmaxkitValueError, match="integer labels 0-9"):
         digit_attributes(np.array([10]))
+
+
+# --- issue 17 item 13: encodings, damaged IDX headers, and the rest of their kind -------------
+
+
+def test_load_csv_utf8_with_byte_order_mark_keeps_its_first_row(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeff1,2,a\n3,4,b\n5,6,a\n7,8,b\n".encode())
+    data = load_csv(path, test_size=0.25)
+    assert data.X_train.shape[0] + data.X_test.shape[0] == 4
+    assert 1.0 in np.concatenate([data.X_train, data.X_test])[:, 0]
+
+
+def test_load_csv_latin1_is_a_clear_error_and_reads_with_its_encoding(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("1,2,café\n3,4,thé\n".encode("latin-1"))
+    with pytest.raises(SoftmaxkitValueError, match=r"is not utf-8 text .* encoding='latin-1'"):
+        load_csv(path)
+    data = load_csv(path, encoding="latin-1", test_size=0.5)
+    assert sorted(np.concatenate([data.y_train, data.y_test]).tolist()) == ["café", "thé"]
+    with pytest.raises(SoftmaxkitValueError, match="`encoding` 'klingon' is not a known"):
+        load_csv(path, encoding="klingon")
+
+
+@pytest.mark.parametrize("cell", ["nan", "inf", "-inf", "1e400"])
+def test_load_csv_non_finite_feature_is_refused_naming_the_line(tmp_path, cell):
+    path = tmp_path / "nan.csv"
+    path.write_text(f"a,b,label\n1,2,x\n3,{cell},y\n")
+    with pytest.raises(SoftmaxkitValueError, match="features must be finite; line 3"):
+        load_csv(path)
+
+
+def test_load_csv_label_beyond_int64_is_kept_as_a_name(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("1,2,99999999999999999999\n3,4,1\n5,6,1\n")
+    data = load_csv(path, test_size=0.34)
+    labels = np.concatenate([data.y_train, data.y_test])
+    assert labels.dtype.kind == "U"
+    assert sorted(labels.tolist()) == ["1", "1", "99999999999999999999"]
+
+
+def test_load_csv_missing_file_directory_and_single_row_are_clear_errors(tmp_path):
+    with pytest.raises(SoftmaxkitValueError, match="does not exist"):
+        load_csv(tmp_path / "nope.csv")
+    with pytest.raises(SoftmaxkitValueError, match="is a directory"):
+        load_csv(tmp_path)
+    one = tmp_path / "one.csv"
+    one.write_text("1,2,a\n")
+    with pytest.raises(SoftmaxkitValueError, match="at least 2 data rows"):
+        load_csv(one)
+
+
+def _idx(code: int, dims: list[int], payload: bytes) -> bytes:
+    return (
+        bytes([0, 0, code, len(dims)])
+        + b"".join(int(d).to_bytes(4, "big", signed=True) for d in dims)
+        + payload
+    )
+
+
+def test_load_idx_negative_dimensions_are_refused(tmp_path):
+    path = tmp_path / "neg.idx"
+    path.write_bytes(_idx(0x08, [-1, -3], b"abc"))
+    with pytest.raises(SoftmaxkitValueError, match=r"negative dimensions \(-1, -3\)"):
+        load_idx(path)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"", "an empty file"),
+        (b"\x00\x00", "an empty file|must start with two zero bytes"),
+        (b"PK\x03\x04", "must start with two zero bytes"),
+        (bytes([0, 0, 0x07, 1, 0, 0, 0, 1, 5]), "type code 0x07"),
+        (bytes([0, 0, 0x08, 3, 0, 0]), "truncated"),
+        (_idx(0x08, [2, 3], b"\x01\x02"), "must hold 6 data bytes for shape (2, 3); got 2"),
+        (_idx(0x08, [2], b"\x01\x02\x03"), "must hold 2 data bytes for shape (2,); got more"),
+        (_idx(0x0D, [2**31 - 1] * 3, b"abc"), f"must hold {(2**31 - 1) ** 3 * 4} data bytes"),
+    ],
+    ids=["empty", "two_bytes", "wrong_magic", "type", "short_header", "short", "long", "huge"],
+)
+def test_load_idx_damaged_file_is_refused_without_reading_more_than_it_holds(
+    tmp_path, raw, message
+):
+    path = tmp_path / "bad.idx"
+    path.write_bytes(raw)
+    pattern = message if "|" in message else re.escape(message)
+    with pytest.raises(SoftmaxkitValueError, match=pattern):
+        load_idx(path)
+
+
+def test_load_idx_gzip_that_expands_past_its_header_is_refused_unread(tmp_path):
+    path = tmp_path / "bomb.idx.gz"
+    # 5 announced bytes followed by 200 MB of zeros (compressing to ~200 KB)
+    path.write_bytes(gzip.compress(_idx(0x08, [5], bytes(200 * 2**20)), compresslevel=1))
+    tracemalloc.start()
+    try:
+        with pytest.raises(SoftmaxkitValueError, match=r"must hold 5 data bytes .* got more"):
+            load_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
+
+
+def test_load_idx_truncated_gzip_and_missing_file_are_clear_errors(tmp_path):
+    path = tmp_path / "cut.idx.gz"
+    path.write_bytes(gzip.compress(_idx(0x08, [5], b"12345"))[:-6])
+    with pytest.raises(SoftmaxkitValueError, match="not a readable gzip file"):
+        load_idx(path)
+    with pytest.raises(SoftmaxkitValueError, match="does not exist"):
+        load_idx(tmp_path / "nope.idx")
+    with pytest.raises(SoftmaxkitValueError, match="is a directory"):
+        load_idx(tmp_path)
