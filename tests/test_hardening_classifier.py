@@ -489,3 +489,39 @@ def test_score_and_eval_set_read_object_labels_as_fit_stores_them():
     assert expected > 0.5
     assert model.score(X, y) == expected
     assert model.history_["val_accuracy"][-1] == expected
+
+
+def test_set_params_after_fit_changes_neither_predictions_nor_the_saved_model(tmp_path):
+    # predict_proba read the current head (set_params(head="logistic") turned the
+    # softmax into sigmoids) and save wrote the current settings, so a dropout set
+    # after fit made a file that load refused.
+    X, y = data()
+    model = Classifier(**TINY).fit(X, y)
+    before = model.predict_proba(X)
+    model.set_params(head="logistic", dropout=0.3, hidden=(9, 9))
+    np.testing.assert_array_equal(model.predict_proba(X), before)
+    loaded = Classifier.load(model.save(tmp_path / "m.npz"))
+    np.testing.assert_array_equal(loaded.predict_proba(X), before)
+    assert loaded.get_params()["head"] == "softmax" and loaded.get_params()["hidden"] == (4,)
+
+
+def test_score_with_scalar_y_is_refused():
+    X, y = data()
+    model = Classifier(**TINY).fit(X, y)
+    with pytest.raises(SoftmaxkitValueError, match="got 24 rows and a scalar labels"):
+        model.score(X, 1)
+
+
+@pytest.mark.parametrize("name", ["on_batch", "on_epoch"])
+def test_fit_callback_that_is_not_callable_is_refused_before_training(name):
+    with pytest.raises(SoftmaxkitTypeError, match=f"`{name}` must be a callable or None"):
+        Classifier(**TINY).fit(*data(), **{name: "print"})
+
+
+def test_save_and_load_refuse_a_path_that_is_not_a_path(tmp_path):
+    model = Classifier(**TINY).fit(*data())
+    # open(5) would read or write file descriptor 5
+    with pytest.raises(SoftmaxkitTypeError, match=r"`path` must be a str or os\.PathLike"):
+        model.save(5)
+    with pytest.raises(SoftmaxkitTypeError, match=r"`path` must be a str or os\.PathLike"):
+        Classifier.load(5)

@@ -522,6 +522,14 @@ class Classifier:
             )
         self._seed()
 
+    def _fitted_settings(self) -> dict[str, Any]:
+        """The settings of the fitted model (``get_params`` may have changed since)."""
+        self._check_fitted()
+        return getattr(self, "_fitted_params", None) or {
+            **self.get_params(),
+            "hidden": self._hidden(),
+        }
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "network_"):
             raise SoftmaxkitValueError(
@@ -609,6 +617,11 @@ class Classifier:
             raise SoftmaxkitValueError(
                 f"`eval_set` must be a pair (X_val, y_val); got {_describe_pair(eval_set)}"
             )
+        for name, callback in (("on_batch", on_batch), ("on_epoch", on_epoch)):
+            if callback is not None and not callable(callback):
+                raise SoftmaxkitTypeError(
+                    f"`{name}` must be a callable or None; got {_describe(callback)}"
+                )
         X = _check_X(X)
         y = np.asarray(y)
         if X.shape[0] == 0:
@@ -624,6 +637,7 @@ class Classifier:
             val_targets = self._encode_like(head, np.asarray(eval_set[1]), classes, multilabel)
 
         rng = np.random.default_rng(self._seed())
+        self._fitted_params = {**self.get_params(), "hidden": self._hidden()}
         self.classes_ = classes
         self.multilabel_ = multilabel
         self.n_features_in_ = X.shape[1]
@@ -727,7 +741,9 @@ class Classifier:
         Softmax head: rows sum to 1.  Logistic head: each entry is an
         independent ``sigmoid(z)``.
         """
-        return self._head().proba(self.decision_function(X))
+        logits = self.decision_function(X)
+        # The head the model was fitted with: set_params after fit changes the next fit only.
+        return sigmoid(logits) if self._fitted_settings()["head"] == "logistic" else softmax(logits)
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each row, or for multi-label the 0/1 matrix ``p >= 0.5``."""
@@ -740,10 +756,10 @@ class Classifier:
         """Accuracy: the fraction of rows predicted right (multi-label: every label right)."""
         predicted = self.predict(X)
         y = np.asarray(y) if self.multilabel_ else _as_labels(y)
-        if y.shape[0] != predicted.shape[0]:
+        if y.ndim == 0 or y.shape[0] != predicted.shape[0]:
             raise SoftmaxkitValueError(
                 f"`X` and `y` must have the same length; got {predicted.shape[0]} rows and "
-                f"{y.shape[0]} labels"
+                f"{y.shape[0] if y.ndim else 'a scalar'} labels"
             )
         if self.multilabel_:
             return float(np.mean(np.all(predicted == y, axis=1)))
@@ -769,6 +785,7 @@ class Classifier:
             json.dumps(metadata or {})
         except (TypeError, ValueError) as exc:
             raise SoftmaxkitTypeError(f"`metadata` must be JSON-serialisable ({exc})") from None
+        _check_path(path)
         target = Path(path)
         if target.is_dir():
             raise SoftmaxkitValueError(f"`path` {str(path)!r} is a directory, not a file name")
@@ -776,9 +793,8 @@ class Classifier:
             raise SoftmaxkitValueError(
                 f"`path` {str(path)!r}: the directory {str(target.parent)!r} does not exist"
             )
-        self._check_settings()
-        params = {name: _encode_setting(value) for name, value in self.get_params().items()}
-        params["hidden"] = list(self._hidden())
+        params = {k: _encode_setting(v) for k, v in self._fitted_settings().items()}
+        params["hidden"] = [int(w) for w in params["hidden"]]
         classes = np.asarray(self.classes_)
         if classes.dtype.kind not in _LABEL_KINDS:
             raise SoftmaxkitTypeError(f"`classes_` of dtype {classes.dtype} cannot be saved")
@@ -824,6 +840,7 @@ class Classifier:
             do not fit the network it describes; the message names the file
             and says what is wrong.
         """
+        _check_path(path)
         name = str(path)
         if Path(path).is_dir():
             raise SoftmaxkitValueError(f"`path` {name!r} is a directory, not a model file")
@@ -856,6 +873,12 @@ _HEADER_KEYS |= {"metadata", "arrays"}
 # The most bytes read for the JSON header: far above any real one (hundreds of epochs of
 # history), far below what would hurt.
 _MAX_HEADER_BYTES = 64 * 2**20
+
+
+def _check_path(path: Any) -> None:
+    # An int would be taken by open() as a file descriptor.
+    if not isinstance(path, (str, os.PathLike)):
+        raise SoftmaxkitTypeError(f"`path` must be a str or os.PathLike; got {_describe(path)}")
 
 
 def _encode_setting(value: Any) -> Any:
@@ -1079,6 +1102,7 @@ def _restore(cls: type[Classifier], arrays: dict[str, np.ndarray], header: dict,
             raise SoftmaxkitError(f"internal: {key!r} is built as {value.shape}, not as read")
         value[...] = arrays[f"param.{key}"]
     network.train(False)
+    model._fitted_params = {**model.get_params(), "hidden": model._hidden()}
     model.network_ = network
     model.classes_ = classes
     model.multilabel_ = multilabel

@@ -121,7 +121,7 @@ def report_metrics(
         hits = np.eye(len(model.classes_), dtype=np.int64)[np.argmax(probs, axis=1)]
     out: dict[str, Any] = {
         "n_examples": int(X.shape[0]),
-        "head": model.head,
+        "head": model._fitted_settings()["head"],
         "accuracy": float(np.mean(np.all(hits == target, axis=1))),
     }
     if model.multilabel_:
@@ -130,7 +130,7 @@ def report_metrics(
         name: _precision_recall(hits[:, k] == 1, target[:, k] == 1)
         for k, name in enumerate(_names(model, label_names))
     }
-    if model.head != "logistic":
+    if model._fitted_settings()["head"] != "logistic":
         index = _class_index(model, y)
         out["log_loss"] = float(cross_entropy(logits, index))
         out["log_loss_definition"] = "mean -log p(true class), p = softmax(logits)"
@@ -292,12 +292,13 @@ def _reliability(model: Classifier, X: np.ndarray, y: np.ndarray, path: Path) ->
     from matplotlib.figure import Figure
 
     probs = model.predict_proba(X)
-    if model.head != "logistic":
+    logistic = model._fitted_settings()["head"] == "logistic"
+    if not logistic:
         args = (probs, _class_index(model, y))
     else:
         args = _binary_columns(probs, _targets01(model, y))
     ax = reliability_diagram(*args, ax=Figure(figsize=(5, 5)).subplots())
-    if model.head == "logistic":
+    if logistic:
         ax.set_xlabel("confidence (each label's sigmoid read as a yes/no prediction)")
     _save(ax.figure, path)
 
