@@ -525,3 +525,34 @@ def test_save_and_load_refuse_a_path_that_is_not_a_path(tmp_path):
         model.save(5)
     with pytest.raises(SoftmaxkitTypeError, match=r"`path` must be a str or os\.PathLike"):
         Classifier.load(5)
+
+
+# --- the report: the same kind of defect in write_report / report_metrics ----------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m, X, y, d: _report().write_report(d, m, X, y, image_shape=(3, 3)), "`image_shape`"),
+        (lambda m, X, y, d: _report().write_report(d, m, X, y, image_shape="ab"), "`image_shape`"),
+        (lambda m, X, y, d: _report().write_report(d, m, X[:0], y[:0]), "at least one example"),
+        (lambda m, X, y, d: _report().write_report(d, m, X, y[:5]), r"`y` must have shape \(24,\)"),
+        (lambda m, X, y, d: _report().report_metrics(m, X, np.zeros((24, 2))), "`y` must have"),
+        (lambda m, X, y, d: _report().write_report(d, Classifier(), X, y), "not fitted yet"),
+        (lambda m, X, y, d: _report().write_report(d, m, X, y + 5), "labels the model knows"),
+        (lambda m, X, y, d: _report().write_report(d, m, X, y, extra={"a": object()}), "`extra`"),
+    ],
+    ids=["image_shape", "image_shape_str", "empty", "length", "2d_y", "unfitted", "unknown", "extra"],
+)  # fmt: skip
+def test_write_report_bad_input_is_one_clear_error_before_any_file(tmp_path, call, message):
+    X, y = data()
+    model = Classifier(**TINY).fit(X, y)
+    with pytest.raises(SoftmaxkitError, match=message):
+        call(model, X, y, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def _report():
+    from softmaxkit import _report
+
+    return _report

@@ -25,7 +25,7 @@ import numpy as np
 from ._atomic import atomic_save_figure, atomic_write_text
 from ._calibration import expected_calibration_error, reliability_diagram
 from ._classifier import Classifier
-from ._errors import SoftmaxkitValueError
+from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._losses import binary_cross_entropy_with_logits, cross_entropy
 
 __all__ = ["FIGURES", "report_metrics", "write_report"]
@@ -87,6 +87,24 @@ def _names(model: Classifier, label_names: Sequence[str] | None) -> list[str]:
     return [str(c) for c in model.classes_.tolist()]
 
 
+def _check_inputs(model: Classifier, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` checked against the fitted ``model``: its features, one label (row) per row."""
+    X = model._check_predict_X(X)
+    if X.shape[0] == 0:
+        raise SoftmaxkitValueError("`X` must hold at least one example to report on; got 0 rows")
+    y = np.asarray(y)
+    n_outputs = len(model.classes_)
+    expected = (X.shape[0], n_outputs) if model.multilabel_ else (X.shape[0],)
+    if y.shape != expected:
+        raise SoftmaxkitValueError(
+            f"`y` must have shape {expected} (one {'row of 0/1' if model.multilabel_ else 'label'} "
+            f"per row of `X`); got shape {y.shape}"
+        )
+    if model.multilabel_ and not np.isin(y, (0, 1)).all():
+        raise SoftmaxkitValueError("multi-label `y` must hold only 0 and 1")
+    return X, y
+
+
 def report_metrics(
     model: Classifier,
     X: np.ndarray,
@@ -111,9 +129,9 @@ def report_metrics(
     columns) when given, else by the classes.  Precision (recall) of a class
     that is never predicted (never present) is reported as 0.
     """
+    X, y = _check_inputs(model, X, y)
     logits = model.decision_function(X)
     probs = model.predict_proba(X)
-    y = np.asarray(y)
     target = _targets01(model, y)
     if model.multilabel_:
         hits = model.predict(X)
@@ -320,16 +338,33 @@ def write_report(
     ``label_names`` names the outputs (see :func:`report_metrics`); ``extra``
     entries (data set name, timings ...) are added to the report.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    X_test, y_test = _check_inputs(model, X_test, y_test)
+    if image_shape is not None:
+        if not (
+            isinstance(image_shape, (tuple, list))
+            and len(image_shape) == 2
+            and all(isinstance(n, (int, np.integer)) and n >= 1 for n in image_shape)
+            and image_shape[0] * image_shape[1] == X_test.shape[1]
+        ):
+            raise SoftmaxkitValueError(
+                f"`image_shape` must be (height, width) with height * width = {X_test.shape[1]} "
+                f"(the features of `X_test`); got {image_shape!r}"
+            )
     report: dict[str, Any] = dict(extra or {})
     names = _names(model, label_names)
     report["test"] = report_metrics(model, X_test, y_test, label_names=names)
     report["history"] = model.history_
     report["figures"] = list(FIGURES)
+    try:
+        text = json.dumps(report, indent=2) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise SoftmaxkitTypeError(f"`extra` must be JSON-serialisable ({exc})") from None
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # The metrics first: a figure that fails to draw or write does not take them with it.
+    atomic_write_text(out / "report.json", text)
     _learning_curves(model, out / FIGURES[0])
     _confusion_matrix(model, X_test, y_test, names, out / FIGURES[1])
     _test_examples(model, X_test, np.asarray(y_test), image_shape, names, out / FIGURES[2])
     _reliability(model, X_test, y_test, out / FIGURES[3])
-    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
