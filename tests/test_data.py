@@ -9,7 +9,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from softmaxkit import SoftmaxkitValueError
+from softmaxkit import SoftmaxkitTypeError, SoftmaxkitValueError
 from softmaxkit.data import (
     DIGIT_ATTRIBUTES,
     digit_attributes,
@@ -18,6 +18,7 @@ from softmaxkit.data import (
     load_digits,
     load_idx,
     load_mnist,
+    split,
 )
 
 
@@ -304,3 +305,34 @@ def test_load_idx_truncated_gzip_and_missing_file_are_clear_errors(tmp_path):
         load_idx(tmp_path / "nope.idx")
     with pytest.raises(SoftmaxkitValueError, match="is a directory"):
         load_idx(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"test_size": "0.2"}, SoftmaxkitTypeError, "`test_size` must be a number"),
+        ({"test_size": True}, SoftmaxkitTypeError, "`test_size` must be a number"),
+        ({"test_size": 1.0}, SoftmaxkitValueError, r"`test_size` must be in \(0, 1\)"),
+        ({"seed": -1}, SoftmaxkitValueError, "`seed` must be an int >= 0; got -1"),
+        ({"seed": "a"}, SoftmaxkitTypeError, "`seed` must be an int >= 0"),
+        ({"seed": 1.5}, SoftmaxkitTypeError, "`seed` must be an int >= 0"),
+    ],
+)
+def test_split_and_load_csv_bad_options_are_clear_errors(tmp_path, kwargs, error, message):
+    X, y = np.zeros((4, 1)), np.arange(4)
+    with pytest.raises(error, match=message):
+        split("x", X, y, **kwargs)
+    path = tmp_path / "ok.csv"
+    path.write_text("1,2,a\n3,4,b\n5,6,a\n")
+    with pytest.raises(error, match=message):
+        load_csv(path, **kwargs)
+
+
+def test_split_x_and_y_of_different_lengths_is_refused():
+    with pytest.raises(SoftmaxkitValueError, match="4 rows and 3 labels"):
+        split("x", np.zeros((4, 1)), np.arange(3))
+
+
+def test_load_dataset_spec_that_is_not_a_path_is_refused():
+    with pytest.raises(SoftmaxkitTypeError, match="`data` must be a str or a path"):
+        load_dataset(5)

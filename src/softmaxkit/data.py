@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._errors import SoftmaxkitValueError
+from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 
 __all__ = [
     "DIGIT_ATTRIBUTES",
@@ -93,6 +93,18 @@ def digit_attributes(digits: np.ndarray, /) -> np.ndarray:
     return np.stack([np.isin(d, sorted(s)) for s in _ATTRIBUTE_SETS], axis=1).astype(np.int64)
 
 
+def _check_split_options(test_size: object, seed: object) -> None:
+    real = (int, float, np.integer, np.floating)
+    if isinstance(test_size, (bool, np.bool_)) or not isinstance(test_size, real):
+        raise SoftmaxkitTypeError(f"`test_size` must be a number in (0, 1); got {test_size!r}")
+    if not 0.0 < test_size < 1.0:
+        raise SoftmaxkitValueError(f"`test_size` must be in (0, 1); got {test_size!r}")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise SoftmaxkitTypeError(f"`seed` must be an int >= 0; got {seed!r}")
+    if seed < 0:
+        raise SoftmaxkitValueError(f"`seed` must be an int >= 0; got {seed!r}")
+
+
 def split(
     name: str,
     X: np.ndarray,
@@ -108,8 +120,11 @@ def split(
     The permutation comes from ``numpy.random.default_rng(seed)``, so the same
     seed gives the same split on every machine.
     """
-    if not 0.0 < test_size < 1.0:
-        raise SoftmaxkitValueError(f"`test_size` must be in (0, 1); got {test_size!r}")
+    _check_split_options(test_size, seed)
+    if len(X) != len(y):
+        raise SoftmaxkitValueError(
+            f"`X` and `y` must have the same length; got {len(X)} rows and {len(y)} labels"
+        )
     n = X.shape[0]
     if n < 2:
         raise SoftmaxkitValueError(f"`X` must hold at least 2 rows to split; got {n}")
@@ -326,6 +341,7 @@ def load_csv(
         different lengths, or a feature that is not a finite number, naming
         the line.
     """
+    _check_split_options(test_size, seed)
     path = Path(path)
     name = str(path)
     _open_checked(path)
@@ -392,6 +408,8 @@ def load_csv(
 
 def load_dataset(spec: str, /, *, seed: int = 0) -> Dataset:
     """``"digits"``, a directory of MNIST IDX files, or a ``.csv`` file (see the module docstring)."""
+    if not isinstance(spec, (str, os.PathLike)):
+        raise SoftmaxkitTypeError(f"`data` must be a str or a path; got {spec!r}")
     if spec == "digits":
         return load_digits(seed=seed)
     path = Path(spec)
