@@ -556,3 +556,22 @@ def _report():
     from softmaxkit import _report
 
     return _report
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda X: X + 1j,  # float64(X) dropped the imaginary part
+        lambda X: X.astype(str),  # and parsed strings
+        lambda X: [[str(v) for v in row] for row in X.tolist()],
+        lambda X: (X * 1000).astype("datetime64[D]"),
+    ],
+    ids=["complex", "str_array", "str_list", "datetime"],
+)
+def test_classifier_X_that_is_not_real_numbers_is_refused_not_converted(make):
+    X, y = data()
+    with pytest.raises(SoftmaxkitTypeError, match="`X` must be an array of real numbers"):
+        Classifier(**TINY).fit(make(X), y)
+    model = Classifier(**TINY).fit(X, y)
+    with pytest.raises(SoftmaxkitTypeError, match="`X` must be an array of real numbers"):
+        model.predict(make(X))

@@ -322,3 +322,12 @@ def test_bench_bad_arguments_are_one_line(argv):
 )
 def test_table_commands_bad_arguments_are_one_line(argv):
     assert_one_line_error(run(argv))
+
+
+def test_train_multilabel_on_labels_that_are_not_digits_is_one_line(tmp_path):
+    rows = [f"{i % 3},{i % 5},{-1 if i % 2 else 3}" for i in range(20)]
+    (tmp_path / "neg.csv").write_text("\n".join(rows) + "\n")
+    result = run(
+        ["train", "--multilabel", "--data", str(tmp_path / "neg.csv"), "--out", str(tmp_path)]
+    )
+    assert_one_line_error(result, "`--multilabel`", "digit labels 0-9")

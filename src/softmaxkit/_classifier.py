@@ -245,9 +245,18 @@ _OPTIMIZERS = ("adam", "sgd")
 
 def _check_X(X: Any, name: str = "X") -> np.ndarray:
     try:
-        X = np.asarray(X, dtype=np.float64)
+        array = np.asarray(X)
+        # float64(X) would drop the imaginary part of complex X, parse strings and turn
+        # dates into integers: none of them a feature matrix.
+        if array.dtype.kind not in "biufO":
+            raise SoftmaxkitTypeError(
+                f"`{name}` must be an array of real numbers; got dtype {array.dtype}"
+            )
+        X = array.astype(np.float64, copy=False)
     except (TypeError, ValueError) as exc:
-        raise SoftmaxkitTypeError(f"`{name}` must be an array of real numbers ({exc})") from exc
+        if isinstance(exc, SoftmaxkitError):
+            raise
+        raise SoftmaxkitTypeError(f"`{name}` must be an array of real numbers ({exc})") from None
     if X.ndim != 2:
         raise SoftmaxkitValueError(
             f"`{name}` must have shape (n_samples, n_features); got shape {X.shape}"

@@ -46,7 +46,8 @@ def _load_data(spec: str, multilabel: bool) -> Any:
     except SoftmaxkitError as exc:
         raise CommandError(f"`--data` {spec!r} cannot be used: {exc}") from None
     if multilabel:
-        if dataset.y_train.dtype.kind not in "iu" or dataset.y_train.max() > 9:
+        labels = dataset.y_train
+        if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() > 9:
             raise CommandError(
                 "`--multilabel` needs digit labels 0-9 (to derive even, > 4, prime, round); "
                 f"the labels of {spec!r} are not"
