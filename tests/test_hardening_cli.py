@@ -331,3 +331,18 @@ def test_train_multilabel_on_labels_that_are_not_digits_is_one_line(tmp_path):
         ["train", "--multilabel", "--data", str(tmp_path / "neg.csv"), "--out", str(tmp_path)]
     )
     assert_one_line_error(result, "`--multilabel`", "digit labels 0-9")
+
+
+def test_atomic_save_figure_unknown_format_is_refused_before_rendering(tmp_path):
+    from matplotlib.figure import Figure
+
+    from softmaxkit import SoftmaxkitValueError
+    from softmaxkit._atomic import atomic_save_figure
+
+    figure = Figure()
+    figure.subplots()
+    with pytest.raises(SoftmaxkitValueError, match="must end in a figure format"):
+        atomic_save_figure(figure, tmp_path / "plot.unknownext")
+    assert list(tmp_path.iterdir()) == []
+    atomic_save_figure(figure, tmp_path / "plot.PNG")
+    assert (tmp_path / "plot.PNG").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ._errors import SoftmaxkitValueError
+
 __all__ = ["atomic_save_figure", "atomic_write_bytes", "atomic_write_text"]
 
 
@@ -52,6 +54,13 @@ def atomic_save_figure(figure: Any, path: str | os.PathLike[str], /, **savefig: 
     further options of ``Figure.savefig`` such as ``dpi``.
     """
     path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    formats = figure.canvas.get_supported_filetypes()
+    if fmt not in formats:
+        # Found before rendering, and as our error rather than matplotlib's ValueError.
+        raise SoftmaxkitValueError(
+            f"`path` {str(path)!r} must end in a figure format ({', '.join(sorted(formats))})"
+        )
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=path.suffix.lstrip(".") or "png", **savefig)
+    figure.savefig(buffer, format=fmt, **savefig)
     return atomic_write_bytes(path, buffer.getvalue())
