@@ -923,7 +923,7 @@ def _read_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
     ``np.load`` would allocate whatever shape the member's header announces before
     finding the data short; here a member must hold exactly the bytes it announces.
     """
-    if info.compress_type != zipfile.ZIP_STORED:
+    if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
         raise SoftmaxkitValueError(f"member {info.filename!r} is compressed; save never does that")
     with zf.open(info) as member:
         version = np.lib.format.read_magic(member)
