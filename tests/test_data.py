@@ -207,7 +207,7 @@ def test_load_csv_utf8_with_byte_order_mark_keeps_its_first_row(tmp_path):
 def test_load_csv_latin1_is_a_clear_error_and_reads_with_its_encoding(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes("1,2,café\n3,4,thé\n".encode("latin-1"))
-    with pytest.raises(SoftmaxkitValueError, match=r"is not utf-8 text .* encoding='latin-1'"):
+    with pytest.raises(SoftmaxkitValueError, match=r"is not utf-8 text .* `encoding`"):
         load_csv(path)
     data = load_csv(path, encoding="latin-1", test_size=0.5)
     assert sorted(np.concatenate([data.y_train, data.y_test]).tolist()) == ["café", "thé"]

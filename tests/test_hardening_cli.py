@@ -346,3 +346,13 @@ def test_atomic_save_figure_unknown_format_is_refused_before_rendering(tmp_path)
     assert list(tmp_path.iterdir()) == []
     atomic_save_figure(figure, tmp_path / "plot.PNG")
     assert (tmp_path / "plot.PNG").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_latin1_csv_reads_with_encoding_option(tmp_path):
+    rows = [f"{i % 3},{i % 5},{'café' if i % 2 else 'thé'}" for i in range(20)]
+    (tmp_path / "latin.csv").write_bytes(("\n".join(rows) + "\n").encode("latin-1"))
+    argv = ["train", "--data", str(tmp_path / "latin.csv"), "--epochs", "1", "--out", str(tmp_path)]
+    assert_one_line_error(run(argv), "`--data`", "--encoding")
+    code, _, err = run([*argv, "--encoding", "latin-1"])
+    assert code == 0, err
+    assert_one_line_error(run([*argv, "--encoding", "klingon"]), "`encoding` 'klingon'")

@@ -362,7 +362,7 @@ def load_csv(
     except UnicodeDecodeError as exc:
         raise SoftmaxkitValueError(
             f"`path` {name!r} is not {encoding} text (byte {exc.start} is {exc.object[exc.start]:#04x}); "
-            "pass the file's `encoding`, e.g. encoding='latin-1'"
+            "pass the file's `encoding` (--encoding on the command line), e.g. latin-1"
         ) from None
     except csv.Error as exc:
         raise SoftmaxkitValueError(f"`path` {name!r} is not a readable CSV file: {exc}") from None
@@ -406,8 +406,11 @@ def load_csv(
     return split(path.stem, features, y, test_size=test_size, seed=seed, image_shape=image_shape)
 
 
-def load_dataset(spec: str, /, *, seed: int = 0) -> Dataset:
-    """``"digits"``, a directory of MNIST IDX files, or a ``.csv`` file (see the module docstring)."""
+def load_dataset(spec: str, /, *, seed: int = 0, encoding: str = "utf-8") -> Dataset:
+    """``"digits"``, a directory of MNIST IDX files, or a ``.csv`` file (see the module docstring).
+
+    ``encoding`` is the text encoding of a CSV file (see :func:`load_csv`).
+    """
     if not isinstance(spec, (str, os.PathLike)):
         raise SoftmaxkitTypeError(f"`data` must be a str or a path; got {spec!r}")
     if spec == "digits":
@@ -416,7 +419,7 @@ def load_dataset(spec: str, /, *, seed: int = 0) -> Dataset:
     if path.is_dir():
         return load_mnist(path)
     if path.is_file():
-        return load_csv(path, seed=seed)
+        return load_csv(path, seed=seed, encoding=encoding)
     raise SoftmaxkitValueError(
         f"`data` must be 'digits', a directory of MNIST IDX files or a CSV file; got {spec!r}, "
         "which does not exist"

@@ -37,12 +37,12 @@ def _hidden(text: str) -> tuple[int, ...]:
     return widths
 
 
-def _load_data(spec: str, multilabel: bool) -> Any:
+def _load_data(spec: str, multilabel: bool, encoding: str = "utf-8") -> Any:
     from .._errors import SoftmaxkitError
     from ..data import load_dataset
 
     try:
-        dataset = load_dataset(spec)
+        dataset = load_dataset(spec, encoding=encoding)
     except SoftmaxkitError as exc:
         raise CommandError(f"`--data` {spec!r} cannot be used: {exc}") from None
     if multilabel:
@@ -110,7 +110,7 @@ def _run_train(args: argparse.Namespace) -> int:
     # The output directory first: a run that cannot write its results is refused before
     # it trains, not after.
     out = prepare_output_dir(args.out, "--out", [MODEL_FILE, REPORT_FILE, *FIGURES])
-    dataset = _load_data(args.data, args.multilabel)
+    dataset = _load_data(args.data, args.multilabel, args.encoding)
     params: dict[str, Any] = {"hidden": args.hidden, "head": head, "seed": args.seed}
     for name in ("epochs", "batch_size", "learning_rate", "num_sampled"):
         if getattr(args, name) is not None:
@@ -181,7 +181,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     spec = args.data or metadata.get("data") or "digits"
     if not isinstance(spec, str):
         raise CommandError(f"`MODEL` names its data as {spec!r}; pass `--data`")
-    dataset = _load_data(spec, bool(metadata.get("multilabel_attributes")))
+    dataset = _load_data(spec, bool(metadata.get("multilabel_attributes")), args.encoding)
     if dataset.X_test.shape[1] != model.n_features_in_:
         raise CommandError(
             f"`--data` {spec!r} has {dataset.X_test.shape[1]} features; the model was trained "
@@ -214,6 +214,9 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+_ENCODING_HELP = "text encoding of a CSV --data file (default utf-8; e.g. latin-1)"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -228,6 +231,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="'digits' (the 8x8 digits scikit-learn ships, default), a directory of MNIST IDX "
         "files (raw or .gz), or a CSV file of features then label",
     )
+    p.add_argument("--encoding", default="utf-8", help=_ENCODING_HELP)
     p.add_argument("--hidden", type=_hidden, default=(64,), help="hidden widths, e.g. 64 or 128,64")
     p.add_argument(
         "--head",
@@ -264,5 +268,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data", help="data set as for train (default: the one the model was trained on)"
     )
+    p.add_argument("--encoding", default="utf-8", help=_ENCODING_HELP)
     p.add_argument("--index", type=int, required=True, help="position in the test set")
     p.set_defaults(func=_run_predict)
