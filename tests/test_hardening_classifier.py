@@ -575,3 +575,16 @@ def test_classifier_X_that_is_not_real_numbers_is_refused_not_converted(make):
     model = Classifier(**TINY).fit(X, y)
     with pytest.raises(SoftmaxkitTypeError, match="`X` must be an array of real numbers"):
         model.predict(make(X))
+
+
+def test_gridsearchcv_best_estimator_with_numpy_scalar_settings_saves_and_loads(tmp_path):
+    # the grid hands out np.int64 / np.float64: save failed with "int64 is not JSON serializable"
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = data()
+    grid = {"epochs": np.array([1, 2]), "learning_rate": np.array([0.01, 0.1])}
+    best = GridSearchCV(Classifier(hidden=(4,), batch_size=8), grid, cv=2).fit(X, y).best_estimator_
+    assert isinstance(best.epochs, np.int64)
+    loaded = Classifier.load(best.save(tmp_path / "m.npz"))
+    assert repr(loaded) == repr(best)
+    np.testing.assert_array_equal(loaded.predict_proba(X), best.predict_proba(X))
