@@ -588,3 +588,33 @@ def test_gridsearchcv_best_estimator_with_numpy_scalar_settings_saves_and_loads(
     loaded = Classifier.load(best.save(tmp_path / "m.npz"))
     assert repr(loaded) == repr(best)
     np.testing.assert_array_equal(loaded.predict_proba(X), best.predict_proba(X))
+
+
+@pytest.mark.parametrize(
+    ("head", "make", "message"),
+    [
+        ("softmax", lambda X, y: (X, y[:3]), "`eval_set` must hold as many labels as rows"),
+        ("softmax", lambda X, y: (X, np.zeros((24, 2))), r"`eval_set\[1\]` must have shape \(N,\)"),
+        ("softmax", lambda X, y: (X, y + 10), "labels seen in training"),
+        ("logistic2d", lambda X, y: (X, np.zeros((24, 2))), r"shape \(N, 3\), as `y`"),
+        ("logistic2d", lambda X, y: (X, np.zeros((5, 3))), "as many labels as rows"),
+    ],
+    ids=["short", "2d", "unknown", "multilabel_width", "multilabel_short"],
+)  # fmt: skip
+def test_classifier_bad_eval_set_is_refused_before_the_first_epoch(head, make, message):
+    X, y = data()
+    target = np.eye(3)[y] if head == "logistic2d" else y
+    epochs = []
+    model = Classifier(**{**TINY, "head": "logistic" if head == "logistic2d" else "softmax"})
+    with pytest.raises(SoftmaxkitValueError, match=message):
+        model.fit(X, target, eval_set=make(X, y), on_epoch=lambda e, r: epochs.append(e))
+    assert epochs == []
+
+
+def test_classifier_X_without_features_and_score_y_of_wrong_shape_are_refused():
+    X, y = data()
+    with pytest.raises(SoftmaxkitValueError, match="`X` must hold at least one feature"):
+        Classifier(**TINY).fit(X[:, :0], y)
+    model = Classifier(**TINY).fit(X, y)
+    with pytest.raises(SoftmaxkitValueError, match=r"`y` must have shape \(24,\)"):
+        model.score(X, np.zeros((24, 3)))

@@ -635,6 +635,8 @@ class Classifier:
         y = np.asarray(y)
         if X.shape[0] == 0:
             raise SoftmaxkitValueError("`X` must hold at least one training example; got 0 rows")
+        if X.shape[1] == 0:
+            raise SoftmaxkitValueError("`X` must hold at least one feature; got 0 columns")
         if y.ndim == 0 or y.shape[0] != X.shape[0]:
             raise SoftmaxkitValueError(
                 f"`X` and `y` must have the same length; got {X.shape[0]} rows and "
@@ -644,6 +646,12 @@ class Classifier:
         if eval_set is not None:
             X_val = self._check_eval_X(eval_set[0], X.shape[1])
             val_targets = self._encode_like(head, np.asarray(eval_set[1]), classes, multilabel)
+            # Checked now, not after the first epoch of training.
+            if val_targets.shape[0] != X_val.shape[0]:
+                raise SoftmaxkitValueError(
+                    f"`eval_set` must hold as many labels as rows; got {X_val.shape[0]} rows "
+                    f"and {val_targets.shape[0]} labels"
+                )
 
         rng = np.random.default_rng(self._seed())
         self._fitted_params = {**self.get_params(), "hidden": self._hidden()}
@@ -713,14 +721,23 @@ class Classifier:
     ) -> np.ndarray:
         """``y`` encoded against the training ``classes`` (for the evaluation set)."""
         if multilabel:
+            if y.ndim != 2 or y.shape[1] != classes.shape[0]:
+                raise SoftmaxkitValueError(
+                    f"multi-label `eval_set[1]` must have shape (N, {classes.shape[0]}), as `y`; "
+                    f"got shape {y.shape}"
+                )
             return head.encode(y)[0]
         y = _as_labels(y)
+        if y.ndim != 1:  # before the lookup: the rows of a 2-D y are lists, unhashable
+            raise SoftmaxkitValueError(
+                f"`eval_set[1]` must have shape (N,) of labels, as `y`; got shape {y.shape}"
+            )
         lookup = {label: i for i, label in enumerate(classes.tolist())}
         unknown = [label for label in y.tolist() if label not in lookup]
-        if y.ndim != 1 or unknown:
+        if unknown:
             raise SoftmaxkitValueError(
                 f"`eval_set[1]` must hold labels seen in training {classes.tolist()}; "
-                f"got {unknown[:3] if unknown else f'shape {y.shape}'}"
+                f"got {unknown[:3]}"
             )
         index = np.array([lookup[label] for label in y.tolist()], dtype=np.int64)
         if head.name == "logistic":
@@ -769,6 +786,10 @@ class Classifier:
             raise SoftmaxkitValueError(
                 f"`X` and `y` must have the same length; got {predicted.shape[0]} rows and "
                 f"{y.shape[0] if y.ndim else 'a scalar'} labels"
+            )
+        if y.shape != predicted.shape:
+            raise SoftmaxkitValueError(
+                f"`y` must have shape {predicted.shape}, as the predictions; got shape {y.shape}"
             )
         if self.multilabel_:
             return float(np.mean(np.all(predicted == y, axis=1)))
