@@ -336,7 +336,9 @@ class Classifier:
     ----------
     hidden : tuple of int, default (64,)
         Width of each hidden ``Dense -> ReLU`` layer; ``()`` gives multinomial
-        logistic regression.
+        logistic regression.  A list or a 1-D integer array also works; a
+        string or a float width is refused rather than read digit by digit or
+        truncated.
     head : {"softmax", "logistic", "sampled"}, default "softmax"
         ``"softmax"``: one class per example, ``predict_proba`` rows sum to 1.
         ``"logistic"``: one sigmoid per output; with a 2-D 0/1 ``y`` this is
@@ -361,9 +363,16 @@ class Classifier:
     standardize : bool, default True
         Scale each feature to mean 0 and variance 1 using the training set
         (constant features are only centred).
-    seed : int, default 0
+    seed : int >= 0 or None, default 0
         Seeds the initial weights, the batch order and dropout: the same seed
-        gives exactly the same model.
+        gives exactly the same model.  ``None`` draws fresh entropy (a model
+        that cannot be reproduced).
+
+    Every setting is checked by ``fit`` (and by ``load``), scikit-learn style;
+    NumPy scalars count as the Python numbers they hold (as ``GridSearchCV``
+    grids hand them out), bools do not count as numbers.  The fitted model
+    keeps the settings it was fitted with: ``set_params`` after ``fit``
+    changes the next ``fit``, not the predictions or what ``save`` writes.
 
     Attributes
     ----------
@@ -616,7 +625,12 @@ class Classifier:
         ------
         SoftmaxkitValueError
             For an empty training set, ``X`` and ``y`` of different lengths, NaN
-            or inf in ``X``, a multi-label ``y`` that is not 0/1, or bad settings.
+            or inf in ``X``, a multi-label ``y`` that is not 0/1, an ``eval_set``
+            that does not fit the training data, or settings out of range.
+        SoftmaxkitTypeError
+            For settings of the wrong type, ``X`` that is not real numbers
+            (complex, strings, dates), labels of a dtype that cannot be stored
+            (structured), or callbacks that are not callable.
         """
         self._check_settings()
         head = self._head()
