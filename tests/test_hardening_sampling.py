@@ -255,6 +255,21 @@ def test_sampler_settings_raise_library_errors(make, error, message):
         make()
 
 
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize(
+    ("counts", "distortion", "want"),
+    [
+        ([1e10, 2.0], 1e308, [1.0, 0.0]),
+        ([1e-10, 1e-5], -1e308, [1.0, 0.0]),  # was [0.5, 0.5]: inf - inf tied them
+        ([1e10, 2.0, 1e10], 1e308, [0.5, 0.0, 0.5]),
+    ],
+)
+def test_unigram_sampler_huge_distortion_does_not_overflow(counts, distortion, want):
+    sampler = UnigramSampler(counts, distortion=distortion)
+    np.testing.assert_array_equal(sampler.probability(np.arange(len(counts))), want)
+    assert sampler.sample(np.count_nonzero(want), rng=0).sampled.size == np.count_nonzero(want)
+
+
 def test_sampler_settings_accept_numpy_scalars():
     values = UniformSampler(np.int64(5)).sample(
         np.int32(3), unique=np.bool_(True), rng=np.uint8(0), true_classes=np.int16(4)
@@ -386,6 +401,51 @@ def test_candidate_loss_options_raise_library_errors(loss, kwargs, error, messag
     kwargs = {"num_sampled": 2, "rng": 0, **kwargs}
     with pytest.raises(error, match=message):
         loss(weights, biases, labels, inputs, **kwargs)
+
+
+def _given_sample(**replace):
+    values = UniformSampler(6).sample(2, true_classes=np.arange(3), rng=0)
+    return values._replace(**replace)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (
+            {"sampled_values": _given_sample(), "num_sampled": True},
+            sk.SoftmaxkitTypeError,
+            r"`num_sampled` must be an int; got True",
+        ),
+        (
+            {"sampled_values": _given_sample(), "num_sampled": "2"},
+            sk.SoftmaxkitTypeError,
+            r"`num_sampled` must be an int; got '2'",
+        ),
+        (
+            {"sampled_values": _given_sample(sampled_expected_count=np.array([np.inf, 1.0]))},
+            sk.SoftmaxkitValueError,
+            r"`subtract_log_q` needs positive expected counts, and finite ones; a sampled class "
+            r"has expected count inf \(an expected count is at most num_sampled\)",
+        ),
+        (
+            {"sampled_values": _given_sample(true_expected_count=np.array(["a", "b", "c"]))},
+            sk.SoftmaxkitTypeError,
+            r"`sampled_values.true_expected_count` must hold real numbers; got dtype <U1",
+        ),
+        (
+            {
+                "sampled_values": _given_sample(sampled_expected_count=np.array([None, None])),
+                "subtract_log_q": False,
+            },
+            sk.SoftmaxkitTypeError,
+            r"`sampled_values.sampled_expected_count` must hold real numbers; got dtype object",
+        ),
+    ],
+)
+def test_candidate_loss_given_sample_is_checked(kwargs, error, message):
+    weights, biases, labels, inputs = _tiny_problem()
+    with pytest.raises(error, match=message):
+        sk.sampled_softmax_loss(weights, biases, labels, inputs, **kwargs)
 
 
 def test_candidate_loss_weights_without_rows_say_so():
@@ -560,6 +620,8 @@ _BAD_ARGUMENTS = {
     "reduction='avg'": {"reduction": "avg"},
     "ignore_index='x'": {"ignore_index": "x"},
     "ignore_index=True": {"ignore_index": True},
+    "ignore_index=2**70": {"ignore_index": 2**70},
+    "ignore_index=-2**63-1": {"ignore_index": -(2**63) - 1},
     "label_smoothing=2": {"label_smoothing": 2},
     "label_smoothing='a'": {"label_smoothing": "a"},
 }

@@ -146,6 +146,8 @@ def _sample(
             "`sampled_values.sampled` must be a 1-d array of integer classes; got "
             f"{None if sampled is None else (sampled.dtype, sampled.shape)}"
         )
+    if num_sampled is not None:
+        num_sampled = _count(num_sampled, "num_sampled", 1)
     if num_sampled is not None and sampled.size != num_sampled:
         raise SoftmaxkitValueError(
             f"`num_sampled` is {num_sampled} but `sampled_values` holds {sampled.size} classes"
@@ -168,6 +170,12 @@ def _sample(
             f"`sampled_values.sampled_expected_count` must have shape {sampled.shape}; got "
             f"{None if sampled_count is None else sampled_count.shape}"
         )
+    for name, count in (("true", true_count), ("sampled", sampled_count)):
+        if count.dtype.kind not in "biuf":
+            raise SoftmaxkitTypeError(
+                f"`sampled_values.{name}_expected_count` must hold real numbers; got dtype "
+                f"{count.dtype}"
+            )
     return sampled.astype(np.int64), true_count.reshape(labels.shape), sampled_count
 
 
@@ -199,11 +207,17 @@ def _prepare(
     )
     if subtract_log_q:
         for name, count in (("true", true_count), ("sampled", sampled_count)):
-            if not np.all(count > 0):
+            good = (count > 0) & np.isfinite(count)  # log Q must be finite
+            if not np.all(good):
+                bad = count[~good].flat[0]
+                hint = (
+                    "an expected count is at most num_sampled"
+                    if bad > 0
+                    else "a label the sampler can never draw?"
+                )
                 raise SoftmaxkitValueError(
-                    f"`subtract_log_q` needs positive expected counts; a {name} class has "
-                    f"expected count {count[~(count > 0)].flat[0]} (a label the sampler can "
-                    "never draw?)"
+                    f"`subtract_log_q` needs positive expected counts, and finite ones; a {name} "
+                    f"class has expected count {bad} ({hint})"
                 )
 
     work, out = compute_dtype(xp, xp.result_type(weights.dtype, inputs.dtype))

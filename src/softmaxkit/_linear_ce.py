@@ -70,6 +70,11 @@ def _check_settings(
     """``(ignore_index, reduction, label_smoothing, chunk_size)`` checked (chunk: None = default)."""
     reduction = check_reduction(reduction)
     ignore = check_ignore_index(ignore_index)
+    if not -(2**63) <= ignore < 2**63:
+        # The class indices are int64 at most (and the torch operators take an int64).
+        raise SoftmaxkitValueError(
+            f"`ignore_index` must fit in int64, [-2**63, 2**63); got {ignore}"
+        )
     eps = check_label_smoothing(label_smoothing)
     chunk = None
     if chunk_size is not None:

@@ -429,8 +429,13 @@ class UnigramSampler(_Sampler):
         d = _real(distortion, "distortion")
         self.num_classes = c.size
         self.distortion = d
-        # In log space, so that large counts with distortion > 1 cannot overflow.
-        log_weight = d * np.log(np.where(positive, c, 1.0))
+        # In log space, so that large counts with distortion > 1 cannot overflow;
+        # shifted first so that the heaviest class has log-weight 0 and the others
+        # fall towards -inf, never +inf (inf - inf in the softmax would tie them).
+        log_count = np.log(np.where(positive, c, 1.0))
+        heaviest = log_count[positive].max() if d > 0 else log_count[positive].min()
+        with np.errstate(over="ignore"):
+            log_weight = d * (log_count - heaviest)
         self._p = np.asarray(softmax(log_weight, where=positive))
         # Counted from the probabilities drawn with, not from the counts: a
         # positive count can still underflow to probability 0 (1 against 1e10
