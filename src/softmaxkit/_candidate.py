@@ -466,6 +466,8 @@ sampled_values, remove_accidental_hits, subtract_log_q, rng
     reduction : {"none", "mean", "sum"}, default "none"
         "none" returns one loss per example (shape (B,)), as TensorFlow's
         ``tf.nn.sampled_softmax_loss`` does; "mean" and "sum" reduce over B.
+        An empty batch (B = 0) gives what :func:`softmaxkit.cross_entropy` does:
+        shape (0,), a sum of 0, a mean of NaN.
 
     Returns
     -------

@@ -372,7 +372,9 @@ def linear_cross_entropy(
     bias : array of shape (V,), optional
     ignore_index, reduction, label_smoothing
         As in :func:`softmaxkit.cross_entropy` (PyTorch's meaning): ``"mean"``
-        divides by the number of kept rows, and is NaN when there are none.
+        divides by the number of kept rows, and is NaN when there are none.  With
+        no classes (``V = 0``) every target must be ``ignore_index``: the results
+        are those of an empty batch (NaN mean, zero sum, zero gradients).
     chunk_size : int, optional
         Classes per chunk; default: as many as make ``N * chunk_size`` about
         16 million entries (64 MB in float32).
@@ -390,7 +392,9 @@ def linear_cross_entropy(
         ``torch.compile``, ``torch.func.vmap`` and ``meta`` tensors see through;
         under ``torch.autocast`` the loss is float32, as PyTorch's cross-entropy.
         JAX arrays take the plain computation (the logits are formed) and are
-        differentiable by ``jax.grad``, to any order.
+        differentiable by ``jax.grad``, to any order; their arguments are checked
+        as NumPy's and PyTorch's are, with the same errors (``chunk_size`` too,
+        though XLA then chooses its own blocking).
 
     See Also
     --------
