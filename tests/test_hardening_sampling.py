@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import softmaxkit as sk
 from softmaxkit import _linear_ce
@@ -657,3 +659,46 @@ def test_linear_cross_entropy_checks_every_library_alike(bad, monkeypatch):
     assert len(set(errors.values())) == 1, errors
     (_, message), *_ = errors.values()
     assert "`" in message  # names the argument that is wrong
+
+
+# --- the rest of item 5's kind: any sampler, any setting, a result or a library error ----------
+
+_COUNT_VALUES = [0.0, 5e-324, 1e-300, 1e-36, 0.5, 1.0, 3.0, 1e10, 1e300]
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    kind=st.sampled_from(["uniform", "log-uniform", "unigram"]),
+    counts=st.lists(st.sampled_from(_COUNT_VALUES), min_size=1, max_size=12),
+    distortion=st.sampled_from([-1e308, -100.0, -1.0, 0.0, 0.75, 1.0, 3.0, 100.0, 1e308]),
+    num_sampled=st.integers(1, 14),
+    unique=st.booleans(),
+    seed=st.integers(0, 2**32),
+)
+def test_any_sampler_setting_returns_a_sample_or_a_library_error(
+    kind, counts, distortion, num_sampled, unique, seed
+):
+    v = len(counts)
+    try:
+        if kind == "unigram":
+            sampler: Any = UnigramSampler(counts, distortion=distortion)
+        else:
+            sampler = (UniformSampler if kind == "uniform" else LogUniformSampler)(v)
+        p = sampler.probability(np.arange(v))
+        with hard_timeout(20):
+            values = sampler.sample(num_sampled, true_classes=np.arange(v), unique=unique, rng=seed)
+    except sk.SoftmaxkitError:
+        if kind == "unigram" and not any(counts):
+            return  # all zero: refused at construction, rightly
+        assert unique and num_sampled > np.count_nonzero(p)  # the only refusal expected here
+        return
+    assert np.isclose(p.sum(), 1.0)
+    drawn = values.sampled
+    assert drawn.shape == (num_sampled,) and drawn.dtype == np.int64
+    assert (p[drawn] > 0).all()  # a class of probability 0 is never drawn
+    if unique:
+        assert np.unique(drawn).size == num_sampled
+    for q in (values.true_expected_count, values.sampled_expected_count):
+        assert np.isfinite(q).all() and (q >= 0).all()
+        assert (q <= (1.0 if unique else num_sampled)).all()
+    assert (values.true_expected_count[p == 0] == 0).all()
