@@ -367,6 +367,14 @@ def test_sampled_softmax_layer_accepts_numpy_scalars():
     assert type(layer.num_classes) is int and layer.sparse is False
 
 
+def test_sampled_softmax_layer_refuses_a_sample_in_eval_mode():
+    layer = SampledSoftmaxLoss(10, 4, 3, rng=0).eval()
+    labels = torch.tensor([1, 2])
+    sample = layer.sampler.sample(3, true_classes=labels.numpy(), rng=0)
+    with pytest.raises(sk.SoftmaxkitValueError, match=r"`sampled_values` is for training mode"):
+        layer(torch.zeros(2, 4), labels, sampled_values=sample)
+
+
 def _tiny_problem(batch=3, classes=6, dim=2):
     rng = np.random.default_rng(0)
     weights, biases = rng.normal(size=(classes, dim)), rng.normal(size=classes)

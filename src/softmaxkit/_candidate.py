@@ -612,6 +612,7 @@ def sampled_softmax_value_and_grad(
     """
     if reduction not in ("mean", "sum"):
         raise SoftmaxkitValueError(f"`reduction` must be 'mean' or 'sum'; got {reduction!r}")
+    remove_accidental_hits = check_flag(remove_accidental_hits, "remove_accidental_hits")
     b = _prepare(
         weights,
         biases,

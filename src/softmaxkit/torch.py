@@ -169,6 +169,11 @@ class SampledSoftmaxLoss(nn.Module):
         drawing one from the layer's sampler.
         """
         if not self.training:
+            if sampled_values is not None:
+                raise SoftmaxkitValueError(
+                    "`sampled_values` is for training mode; in eval mode the layer computes "
+                    "the full softmax cross-entropy, which takes no sample"
+                )
             return self._full_loss(inputs, labels)
         drawn = sampled_values is None
         b = _prepare(
