@@ -20,7 +20,6 @@ in NumPy.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -32,7 +31,7 @@ from ._backend import as_array, as_result, compute_dtype, namespace, to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._options import check_reduction
 from ._softmax import log_sigmoid, log_softmax
-from .sampling import LogUniformSampler, SampledValues
+from .sampling import LogUniformSampler, SampledValues, _count, check_flag
 
 __all__ = ["nce_loss", "sampled_logits", "sampled_softmax_loss"]
 
@@ -63,6 +62,10 @@ def _check_shapes(
             f"`weights` must be 2-d, (num_classes, dim); got shape {_shape(weights)}"
         )
     num_classes, dim = _shape(weights)
+    if num_classes == 0:
+        raise SoftmaxkitValueError(
+            f"`weights` must have a row per class, at least one; got shape {_shape(weights)}"
+        )
     if biases is not None and _shape(biases) != (num_classes,):
         raise SoftmaxkitValueError(
             f"`biases` must have shape ({num_classes},) to match `weights` of shape "
@@ -114,6 +117,11 @@ def _sample(
             raise SoftmaxkitValueError("pass `num_sampled` (or a `sampled_values` to reuse)")
         if sampler is None:
             sampler = LogUniformSampler(num_classes)
+        elif not callable(getattr(sampler, "sample", None)):
+            raise SoftmaxkitTypeError(
+                "`sampler` must be a softmaxkit.sampling sampler (an object with a `sample` "
+                f"method); got {type(sampler).__name__}"
+            )
         elif getattr(sampler, "num_classes", None) != num_classes:
             raise SoftmaxkitValueError(
                 f"`sampler` must draw from the {num_classes} classes of `weights`; got {sampler!r}"
@@ -138,6 +146,8 @@ def _sample(
             "`sampled_values.sampled` must be a 1-d array of integer classes; got "
             f"{None if sampled is None else (sampled.dtype, sampled.shape)}"
         )
+    if num_sampled is not None:
+        num_sampled = _count(num_sampled, "num_sampled", 1)
     if num_sampled is not None and sampled.size != num_sampled:
         raise SoftmaxkitValueError(
             f"`num_sampled` is {num_sampled} but `sampled_values` holds {sampled.size} classes"
@@ -160,6 +170,12 @@ def _sample(
             f"`sampled_values.sampled_expected_count` must have shape {sampled.shape}; got "
             f"{None if sampled_count is None else sampled_count.shape}"
         )
+    for name, count in (("true", true_count), ("sampled", sampled_count)):
+        if count.dtype.kind not in "biuf":
+            raise SoftmaxkitTypeError(
+                f"`sampled_values.{name}_expected_count` must hold real numbers; got dtype "
+                f"{count.dtype}"
+            )
     return sampled.astype(np.int64), true_count.reshape(labels.shape), sampled_count
 
 
@@ -181,12 +197,8 @@ def _prepare(
     biases = None if biases is None else as_array(biases, "biases", namespace(weights))
     labels = as_array(labels, "labels", namespace(weights))
     xp = namespace(weights, biases, inputs, labels)
-    try:
-        num_true = operator.index(num_true)
-    except TypeError:
-        raise SoftmaxkitTypeError(f"`num_true` must be an int; got {num_true!r}") from None
-    if num_true < 1:
-        raise SoftmaxkitValueError(f"`num_true` must be >= 1; got {num_true}")
+    num_true = _count(num_true, "num_true", 1)
+    subtract_log_q = check_flag(subtract_log_q, "subtract_log_q")
     _check_shapes(weights, biases, labels, inputs, num_true)
     num_classes = int(weights.shape[0])
     labels_np = _check_labels(labels, num_classes).reshape(labels.shape[0], num_true)
@@ -195,11 +207,17 @@ def _prepare(
     )
     if subtract_log_q:
         for name, count in (("true", true_count), ("sampled", sampled_count)):
-            if not np.all(count > 0):
+            good = (count > 0) & np.isfinite(count)  # log Q must be finite
+            if not np.all(good):
+                bad = count[~good].flat[0]
+                hint = (
+                    "an expected count is at most num_sampled"
+                    if bad > 0
+                    else "a label the sampler can never draw?"
+                )
                 raise SoftmaxkitValueError(
-                    f"`subtract_log_q` needs positive expected counts; a {name} class has "
-                    f"expected count {count[~(count > 0)].flat[0]} (a label the sampler can "
-                    "never draw?)"
+                    f"`subtract_log_q` needs positive expected counts, and finite ones; a {name} "
+                    f"class has expected count {bad} ({hint})"
                 )
 
     work, out = compute_dtype(xp, xp.result_type(weights.dtype, inputs.dtype))
@@ -277,13 +295,15 @@ def _rows(
     """
     xp = b.xp
     batch, num_true = (int(n) for n in b.labels.shape)
+    dim = int(weights.shape[1])
     ids = xp.concat([xp.reshape(b.labels, (-1,)), b.sampled])
     dtype = b.inputs.dtype
     take = take_weights if take_weights is not None else lambda t, i: xp.take(t, i, axis=0)
     w = xp.astype(take(weights, ids), dtype, copy=False)
     bias = _gather(xp, biases, ids, dtype)
     n = batch * num_true
-    true_w = xp.reshape(w[:n, ...], (batch, num_true, -1))
+    # `dim`, not -1: an empty batch has no rows to infer it from.
+    true_w = xp.reshape(w[:n, ...], (batch, num_true, dim))
     true_b = None if bias is None else xp.reshape(bias[:n], (batch, num_true))
     return true_w, true_b, w[n:, ...], None if bias is None else bias[n:]
 
@@ -306,7 +326,10 @@ def _nce_loss(xp: ModuleType, logits: Array, num_true: int) -> Array:
 
 
 def _reduce(xp: ModuleType, loss: Array, reduction: str) -> Array:
+    """As :func:`softmaxkit.cross_entropy` reduces: the mean of an empty batch is NaN, its sum 0."""
     if reduction == "mean":
+        if int(loss.shape[0]) == 0:
+            return xp.sum(loss) * xp.nan  # NaN without NumPy's "mean of empty slice" warning
         return xp.mean(loss)
     if reduction == "sum":
         return xp.sum(loss)
@@ -385,6 +408,7 @@ def sampled_logits(
     >>> logits.shape, targets[0].tolist()
     ((3, 6), [1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     """
+    remove_accidental_hits = check_flag(remove_accidental_hits, "remove_accidental_hits")
     b = _prepare(
         weights,
         biases,
@@ -442,6 +466,8 @@ sampled_values, remove_accidental_hits, subtract_log_q, rng
     reduction : {"none", "mean", "sum"}, default "none"
         "none" returns one loss per example (shape (B,)), as TensorFlow's
         ``tf.nn.sampled_softmax_loss`` does; "mean" and "sum" reduce over B.
+        An empty batch (B = 0) gives what :func:`softmaxkit.cross_entropy` does:
+        shape (0,), a sum of 0, a mean of NaN.
 
     Returns
     -------
@@ -586,6 +612,7 @@ def sampled_softmax_value_and_grad(
     """
     if reduction not in ("mean", "sum"):
         raise SoftmaxkitValueError(f"`reduction` must be 'mean' or 'sum'; got {reduction!r}")
+    remove_accidental_hits = check_flag(remove_accidental_hits, "remove_accidental_hits")
     b = _prepare(
         weights,
         biases,
@@ -611,7 +638,8 @@ def sampled_softmax_value_and_grad(
     logp = log_softmax(logits, axis=-1)
     loss = -np.sum(logp[:, :num_true], axis=1) / num_true
     batch = logits.shape[0]
-    scale = 1.0 / batch if reduction == "mean" else 1.0
+    # A mean over no rows is NaN with zero gradients, as in linear_cross_entropy_grad.
+    scale = (1.0 / batch if batch else 0.0) if reduction == "mean" else 1.0
     # A removed hit has p = exp(-inf) = 0 and t = 0, so its column is exactly 0 here.
     dz = (np.exp(logp) - targets) * scale
     dz_true, dz_sampled = dz[:, :num_true], dz[:, num_true:]
@@ -622,5 +650,5 @@ def sampled_softmax_value_and_grad(
     rows = np.concatenate([to_numpy(b.labels).ravel(), to_numpy(b.sampled)])
     d_w = np.concatenate([d_true_w.reshape(-1, x.shape[1]), d_sampled_w])
     d_b = np.concatenate([dz_true.ravel(), dz_sampled.sum(axis=0)])
-    value = loss.mean() if reduction == "mean" else loss.sum()
+    value = _reduce(np, loss, reduction)
     return np.asarray(value), SampledGradient(rows, d_w, d_b, d_inputs)

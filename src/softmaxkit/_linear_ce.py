@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import _backends
-from ._backend import as_array, compute_dtype, is_jax, namespace, to_numpy
+from ._backend import as_array, compute_dtype, is_concrete, is_jax, namespace, to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._options import check_ignore_index, check_label_smoothing, check_reduction
 
@@ -70,10 +70,17 @@ def _check_settings(
     """``(ignore_index, reduction, label_smoothing, chunk_size)`` checked (chunk: None = default)."""
     reduction = check_reduction(reduction)
     ignore = check_ignore_index(ignore_index)
+    if not -(2**63) <= ignore < 2**63:
+        # The class indices are int64 at most (and the torch operators take an int64).
+        raise SoftmaxkitValueError(
+            f"`ignore_index` must fit in int64, [-2**63, 2**63); got {ignore}"
+        )
     eps = check_label_smoothing(label_smoothing)
     chunk = None
     if chunk_size is not None:
         try:
+            if isinstance(chunk_size, (bool, np.bool_)):
+                raise TypeError  # True would silently mean chunks of one class
             chunk = operator.index(chunk_size)
         except TypeError:
             raise SoftmaxkitTypeError(
@@ -82,6 +89,49 @@ def _check_settings(
         if chunk < 1:
             raise SoftmaxkitValueError(f"`chunk_size` must be at least 1; got {chunk}")
     return ignore, str(reduction), eps, chunk
+
+
+def dtype_name(dtype: Any) -> str:
+    """``dtype`` as messages write it, the same for every library ("float32", not "torch.float32")."""
+    return str(dtype).removeprefix("torch.")
+
+
+def _integer_dtype(dtype: Any) -> bool:
+    if isinstance(dtype, np.dtype):
+        return dtype.kind in "iu"
+    # a torch dtype (NumPy and JAX dtypes are np.dtype)
+    return not (dtype.is_floating_point or dtype.is_complex or str(dtype) == "torch.bool")
+
+
+def check_target_dtype(dtype: Any) -> None:
+    if not _integer_dtype(dtype):
+        raise SoftmaxkitTypeError(
+            f"`targets` must hold integer class indices; got dtype {dtype_name(dtype)}"
+        )
+
+
+def _validate(
+    x: Array,
+    w: Array,
+    t: Array,
+    b: Array | None,
+    ignore_index: Any,
+    reduction: Any,
+    label_smoothing: Any,
+    chunk_size: Any,
+) -> tuple[int, str, float, int | None]:
+    """Every check of the public functions that needs no values, for every array library.
+
+    NumPy arrays, PyTorch tensors and JAX arrays all come through here, so that a bad
+    argument gets the same error whatever library it comes in; the class indices
+    themselves are checked where their values are at hand.
+    """
+    _check_shapes(
+        tuple(x.shape), tuple(w.shape), tuple(t.shape), None if b is None else tuple(b.shape)
+    )
+    settings = _check_settings(ignore_index, reduction, label_smoothing, chunk_size)
+    check_target_dtype(t.dtype)
+    return settings
 
 
 def _chunk_classes(n: int, v: int, chunk: int | None) -> int:
@@ -94,10 +144,16 @@ def _chunk_classes(n: int, v: int, chunk: int | None) -> int:
 def _check_class_indices(t: np.ndarray, dtype: Any, v: int, ignore: int) -> None:
     """Integer ``t`` (of the caller's ``dtype``), each in ``[0, v)`` or ``ignore``."""
     if t.dtype.kind not in "iu":
-        raise SoftmaxkitTypeError(f"`targets` must hold integer class indices; got dtype {dtype}")
+        check_target_dtype(dtype)  # the caller's dtype, for the message
+        check_target_dtype(t.dtype)
     bad = ((t < 0) | (t >= v)) & (t != ignore)
     if bad.any():
         pos = int(np.argmax(bad))
+        if v == 0:
+            raise SoftmaxkitValueError(
+                f"`targets` must all be `ignore_index` ({ignore}): `weight` has no rows, so "
+                f"there is no class; position {pos} holds {int(t[pos])}"
+            )
         raise SoftmaxkitValueError(
             f"`targets` must be in [0, {v}) or {ignore}; position {pos} holds {int(t[pos])}"
         )
@@ -145,7 +201,7 @@ class _Options:
     def row_losses(self, lse: np.ndarray, target_logit: np.ndarray, logit_sum: np.ndarray):
         """``-sum_c q_c log p_c = L - (1 - eps) z_t - eps / V sum_c z_c``, 0 on ignored rows."""
         rows = lse - (1 - self.eps) * target_logit
-        if self.eps:
+        if self.eps and self.v:  # no classes (V = 0): every row is ignored
             rows = rows - (self.eps / self.v) * logit_sum
         return np.where(self.kept, rows, 0.0)
 
@@ -209,7 +265,7 @@ def _np_backward(x, w, b, opt: _Options, lse: np.ndarray, scales: np.ndarray):
     scales = np.ascontiguousarray(scales, dtype=np.float64)
     shift = lse.astype(dtype)[:, None]
     scale = scales.astype(dtype)[:, None]
-    smooth = opt.eps / opt.v
+    smooth = opt.eps / opt.v if opt.v else 0.0
     for v0 in opt.chunks():
         v1 = min(v0 + opt.chunk, opt.v)
         g = _np_logits(x, w, b, v0, v1, buf)
@@ -250,6 +306,24 @@ def _torch_backend(*arrays: Array) -> Any:
     if not all(a is None or torch_ops.is_tensor(a) for a in arrays[1:]):
         return None  # mixed libraries: the generic path words the error
     return torch_ops
+
+
+# --- JAX -------------------------------------------------------------------------------------
+
+
+def _jax_loss(xp, x, w, b, t, out, ignore: int, reduction: str, eps: float, chunk: Any):
+    """The plain computation, logits formed: ``jax.grad`` differentiates it to any order.
+
+    ``chunk`` was checked with the rest but is not used: XLA fuses the matmul and the
+    reduction as it sees fit.
+    """
+    from ._losses import cross_entropy
+
+    if is_concrete(t):
+        _check_class_indices(to_numpy(t), t.dtype, int(w.shape[0]), ignore)
+    z = x @ w.T if b is None else x @ w.T + b
+    loss = cross_entropy(z, t, ignore_index=ignore, reduction=reduction, label_smoothing=eps)
+    return xp.astype(loss, out)
 
 
 # --- public functions ----------------------------------------------------------------------
@@ -298,7 +372,9 @@ def linear_cross_entropy(
     bias : array of shape (V,), optional
     ignore_index, reduction, label_smoothing
         As in :func:`softmaxkit.cross_entropy` (PyTorch's meaning): ``"mean"``
-        divides by the number of kept rows, and is NaN when there are none.
+        divides by the number of kept rows, and is NaN when there are none.  With
+        no classes (``V = 0``) every target must be ``ignore_index``: the results
+        are those of an empty batch (NaN mean, zero sum, zero gradients).
     chunk_size : int, optional
         Classes per chunk; default: as many as make ``N * chunk_size`` about
         16 million entries (64 MB in float32).
@@ -316,7 +392,9 @@ def linear_cross_entropy(
         ``torch.compile``, ``torch.func.vmap`` and ``meta`` tensors see through;
         under ``torch.autocast`` the loss is float32, as PyTorch's cross-entropy.
         JAX arrays take the plain computation (the logits are formed) and are
-        differentiable by ``jax.grad``, to any order.
+        differentiable by ``jax.grad``, to any order; their arguments are checked
+        as NumPy's and PyTorch's are, with the same errors (``chunk_size`` too,
+        though XLA then chooses its own blocking).
 
     See Also
     --------
@@ -334,22 +412,12 @@ def linear_cross_entropy(
     torch_ops = _torch_backend(inputs, weight, bias)
     if torch_ops is not None:
         x, w, b, t, out = torch_ops.prepare(inputs, weight, targets, bias)
-        _check_shapes(x.shape, w.shape, t.shape, None if b is None else b.shape)
-        settings = _check_settings(ignore_index, reduction, label_smoothing, chunk_size)
+        settings = _validate(x, w, t, b, ignore_index, reduction, label_smoothing, chunk_size)
         return torch_ops.linear_cross_entropy(x, w, b, t, *settings).to(out)
     xp, x, w, b, targets, out = _arrays(inputs, weight, targets, bias)
+    settings = _validate(x, w, targets, b, ignore_index, reduction, label_smoothing, chunk_size)
     if is_jax(x):
-        from ._losses import cross_entropy
-
-        z = x @ w.T if b is None else x @ w.T + b
-        loss = cross_entropy(
-            z,
-            targets,
-            ignore_index=ignore_index,
-            reduction=reduction,
-            label_smoothing=label_smoothing,
-        )
-        return xp.astype(loss, out)
+        return _jax_loss(xp, x, w, b, targets, out, *settings)
     opt = _Options(x, w, targets, b, ignore_index, reduction, label_smoothing, chunk_size)
     _, rows = _np_forward(x, w, b, opt)
     return np.asarray(opt.reduce(rows), dtype=out)
@@ -393,11 +461,11 @@ def linear_cross_entropy_grad(
     torch_ops = _torch_backend(inputs, weight, bias)
     if torch_ops is not None:
         x, w, b, t, out = torch_ops.prepare(inputs, weight, targets, bias)
-        _check_shapes(x.shape, w.shape, t.shape, None if b is None else b.shape)
-        settings = _check_settings(ignore_index, reduction, label_smoothing, chunk_size)
+        settings = _validate(x, w, t, b, ignore_index, reduction, label_smoothing, chunk_size)
         loss, dx, dw, db = torch_ops.linear_cross_entropy_grad(x, w, b, t, *settings)
         return loss.to(out), dx.to(out), dw.to(out), None if db is None else db.to(out)
     _, x, w, b, targets, out = _arrays(inputs, weight, targets, bias)
+    _validate(x, w, targets, b, ignore_index, reduction, label_smoothing, chunk_size)
     if is_jax(x):
         raise SoftmaxkitTypeError(
             "`inputs` of JAX: use jax.grad of linear_cross_entropy; "

@@ -67,17 +67,49 @@ def as_generator(rng: Any) -> np.random.Generator:
     )
 
 
-def _count(value: Any, name: str, minimum: int) -> int:
+def _count(value: Any, name: str, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as an int in ``[minimum, maximum]``; NumPy integers count, bools do not."""
     try:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError  # True would silently mean 1
         n = operator.index(value)
     except TypeError:
         raise SoftmaxkitTypeError(f"`{name}` must be an int; got {value!r}") from None
     if n < minimum:
         raise SoftmaxkitValueError(f"`{name}` must be >= {minimum}; got {n}")
+    if maximum is not None and n > maximum:
+        raise SoftmaxkitValueError(f"`{name}` must be <= {maximum}; got {n}")
     return n
 
 
-def expected_count(p: np.ndarray, num_sampled: int, num_tries: int, unique: bool) -> np.ndarray:
+def check_flag(value: Any, name: str) -> bool:
+    """``value`` as a bool: Python's or NumPy's, nothing else (``"no"`` is truthy)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise SoftmaxkitTypeError(f"`{name}` must be True or False; got {value!r}")
+
+
+def _real(value: Any, name: str) -> float:
+    """``value`` as a finite float; NumPy scalars count, bools, strings and None do not."""
+    if not isinstance(value, (bool, np.bool_, str, bytes)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            pass
+        else:
+            if not math.isfinite(number):
+                raise SoftmaxkitValueError(f"`{name}` must be finite; got {value!r}")
+            return number
+    raise SoftmaxkitTypeError(f"`{name}` must be a real number; got {value!r}")
+
+
+# The largest number of classes each sampler can index: class ids are int64, and
+# the log-uniform draw is computed in float64, where every integer up to 2**53 is exact.
+_MAX_CLASSES = 2**63 - 1
+_MAX_LOG_UNIFORM_CLASSES = 2**53
+
+
+def expected_count(p: np.ndarray, num_sampled: int, num_tries: float, unique: bool) -> np.ndarray:
     """How often a class of probability ``p`` is expected in a sample.
 
     With replacement: ``p * num_sampled``.  Without (``unique``): the chance
@@ -87,15 +119,22 @@ def expected_count(p: np.ndarray, num_sampled: int, num_tries: int, unique: bool
     """
     if not unique:
         return p * num_sampled
-    with np.errstate(divide="ignore"):  # log1p(-1) = -inf is meant: such a class is certain
-        return -np.expm1(num_tries * np.log1p(-p))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # log1p(-1) = -inf is meant: such a class is certain.  A class of
+        # probability 0 is never drawn, however many tries (inf * 0 would be NaN).
+        return np.where(p > 0, -np.expm1(num_tries * np.log1p(-p)), 0.0)
 
 
 class _Sampler:
     """Shared machinery: argument checks, the unique-draw loop, expected counts."""
 
     num_classes: int
-    _support: int  # classes of non-zero probability
+    _support: int  # classes of non-zero probability, as drawn
+
+    # The unique draw switches from rejection to the exact method once it has
+    # made this many draws per class asked for (rejection takes about 2 for a
+    # log-uniform sample of 1% of 10**6 classes, 9 for all of 10**4 uniform ones).
+    _REJECTION_DRAWS_PER_CLASS = 16
 
     def _probability(self, classes: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -143,7 +182,10 @@ class _Sampler:
         unique : bool, default True
             Draw until ``num_sampled`` distinct classes have come up (TensorFlow's
             rejection of repeats); ``num_tries`` is the number of draws that
-            took.  With False the draws are independent and may repeat.
+            took.  When rare classes would make that take too long, the
+            sample is completed exactly instead (the same distribution of
+            classes and of ``num_tries``), so a draw always ends.  With False
+            the draws are independent and may repeat.
         rng : numpy.random.Generator, int seed or None
             The same seed gives the same sample.
 
@@ -161,9 +203,11 @@ class _Sampler:
         ------
         SoftmaxkitValueError
             With ``unique=True``, when ``num_sampled`` exceeds the number of
-            classes that can be drawn.
+            classes that can be drawn (those of non-zero probability, after
+            any underflow).
         """
         n = _count(num_sampled, "num_sampled", 1)
+        unique = check_flag(unique, "unique")
         if unique and n > self._support:
             raise SoftmaxkitValueError(
                 f"`num_sampled` must be <= {self._support}, the number of classes that can be "
@@ -181,17 +225,68 @@ class _Sampler:
         )
         return SampledValues(sampled, true_count, sampled_count)
 
-    def _draw_unique(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-        """The first ``n`` distinct classes of a stream of draws, and the draws they took."""
-        draws = self._draw(n, rng)
+    def _draw_unique(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        """The first ``n`` distinct classes of a stream of draws, and the draws they took.
+
+        Rejection first: draw, keep the classes not seen yet, draw again.  When
+        the last classes are rare that never ends in practice (a class of
+        probability 1e-36 is one draw in 1e36), so past a budget of draws the
+        rest is completed exactly by :meth:`_complete`, which gives the same
+        distribution of classes and of the number of draws.
+        """
+        found = np.empty(0, dtype=np.int64)
+        tries = 0
+        size = n
+        budget = self._rejection_budget(n)
         while True:
+            draws = self._draw(size, rng)
             classes, first = np.unique(draws, return_index=True)
-            if classes.size >= n:
-                positions = np.sort(first)[:n]
-                return draws[positions], int(positions[-1]) + 1
-            # Doubling keeps the number of rounds logarithmic even when the last
-            # few classes are rare.
-            draws = np.concatenate([draws, self._draw(draws.size, rng)])
+            new = np.sort(first[~np.isin(classes, found, assume_unique=True)])
+            need = n - found.size
+            if new.size >= need:
+                positions = new[:need]
+                return np.concatenate([found, draws[positions]]), tries + int(positions[-1]) + 1
+            found = np.concatenate([found, draws[new]])
+            tries += size
+            # The exact method costs O(num_classes): take it once that is no
+            # more than the draws made so far.
+            if tries >= budget and self.num_classes <= 4 * tries:
+                return self._complete(found, n, tries, rng)
+            # Doubling keeps the number of rounds logarithmic (the same sizes
+            # as one growing stream: n, n, 2n, 4n, ...).
+            size = tries
+
+    def _rejection_budget(self, n: int) -> int:
+        return self._REJECTION_DRAWS_PER_CLASS * n + 1024
+
+    def _complete(
+        self, found: np.ndarray, n: int, tries: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, float]:
+        """``found`` extended to ``n`` distinct classes as the stream of draws would.
+
+        The next new class of the stream is class ``k`` with probability
+        ``P(k) / R``, ``R`` the mass of the classes not found yet, after a
+        geometric number of draws of success probability ``R``.  The first are
+        successive sampling without replacement, which the Gumbel-top-k trick
+        gives in one pass (the order of ``log P(k) + Gumbel`` is the order of
+        first appearance).
+        """
+        p = self._probability(np.arange(self.num_classes, dtype=np.int64))
+        p[found] = 0.0
+        left = np.flatnonzero(p > 0)
+        m = n - found.size
+        with np.errstate(divide="ignore"):
+            keys = np.log(p[left]) + rng.gumbel(size=left.size)
+        top = np.argpartition(-keys, m - 1)[:m] if m < left.size else np.arange(left.size)
+        picked = left[top[np.argsort(-keys[top], kind="stable")]]
+        mass = p[picked]
+        unpicked = p[left].sum() - mass.sum()
+        # R before each pick: the unpicked mass plus that of the picks still to come.
+        remaining = np.maximum(unpicked, 0.0) + np.cumsum(mass[::-1])[::-1]
+        u = 1.0 - rng.random(m)  # in (0, 1]
+        with np.errstate(divide="ignore"):
+            waits = np.maximum(1.0, np.ceil(np.log(u) / np.log1p(-np.minimum(remaining, 1.0))))
+        return np.concatenate([found, picked]), tries + float(waits.sum())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.num_classes})"
@@ -211,7 +306,7 @@ class UniformSampler(_Sampler):
     """
 
     def __init__(self, num_classes: int) -> None:
-        self.num_classes = _count(num_classes, "num_classes", 1)
+        self.num_classes = _count(num_classes, "num_classes", 1, _MAX_CLASSES)
         self._support = self.num_classes
 
     def _probability(self, classes: np.ndarray) -> np.ndarray:
@@ -240,7 +335,7 @@ class LogUniformSampler(_Sampler):
     """
 
     def __init__(self, num_classes: int) -> None:
-        self.num_classes = _count(num_classes, "num_classes", 1)
+        self.num_classes = _count(num_classes, "num_classes", 1, _MAX_LOG_UNIFORM_CLASSES)
         self._support = self.num_classes
         self._log_range = math.log(self.num_classes + 1)
 
@@ -331,15 +426,21 @@ class UnigramSampler(_Sampler):
         positive = c > 0
         if not positive.any():
             raise SoftmaxkitValueError("`counts` must not be all zero; no class could be drawn")
-        d = float(distortion)
-        if not math.isfinite(d):
-            raise SoftmaxkitValueError(f"`distortion` must be finite; got {distortion!r}")
+        d = _real(distortion, "distortion")
         self.num_classes = c.size
         self.distortion = d
-        self._support = int(positive.sum())
-        # In log space, so that large counts with distortion > 1 cannot overflow.
-        log_weight = d * np.log(np.where(positive, c, 1.0))
+        # In log space, so that large counts with distortion > 1 cannot overflow;
+        # shifted first so that the heaviest class has log-weight 0 and the others
+        # fall towards -inf, never +inf (inf - inf in the softmax would tie them).
+        log_count = np.log(np.where(positive, c, 1.0))
+        heaviest = log_count[positive].max() if d > 0 else log_count[positive].min()
+        with np.errstate(over="ignore"):
+            log_weight = d * (log_count - heaviest)
         self._p = np.asarray(softmax(log_weight, where=positive))
+        # Counted from the probabilities drawn with, not from the counts: a
+        # positive count can still underflow to probability 0 (1 against 1e10
+        # with distortion 100 is 1e-1000), and such a class is never drawn.
+        self._support = int(np.count_nonzero(self._p))
         self._keep, self._alias = _alias_table(self._p)
 
     def _probability(self, classes: np.ndarray) -> np.ndarray:

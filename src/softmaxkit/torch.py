@@ -23,13 +23,40 @@ from ._candidate import (
     _rows,
     _softmax_loss,
 )
+from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._losses import cross_entropy
 from ._options import check_reduction
-from .sampling import LogUniformSampler, UniformSampler, UnigramSampler, as_generator
+from .sampling import (
+    LogUniformSampler,
+    UniformSampler,
+    UnigramSampler,
+    _count,
+    _Sampler,
+    as_generator,
+    check_flag,
+)
 
 __all__ = ["SampledSoftmaxLoss"]
 
 Sampler = LogUniformSampler | UniformSampler | UnigramSampler
+
+
+def _check_sampler(sampler: Any, num_classes: int, num_sampled: int) -> None:
+    """At construction, what ``forward`` would otherwise find at the first training step."""
+    if not callable(getattr(sampler, "sample", None)):
+        raise SoftmaxkitTypeError(
+            "`sampler` must be a softmaxkit.sampling sampler (an object with a `sample` "
+            f"method); got {type(sampler).__name__}"
+        )
+    if getattr(sampler, "num_classes", None) != num_classes:
+        raise SoftmaxkitValueError(
+            f"`sampler` must draw from the {num_classes} classes of the layer; got {sampler!r}"
+        )
+    if isinstance(sampler, _Sampler) and num_sampled > sampler._support:
+        raise SoftmaxkitValueError(
+            f"`num_sampled` must be <= {sampler._support}, the number of classes `sampler` "
+            f"can draw (the layer draws them unique); got {num_sampled}"
+        )
 
 
 class SampledSoftmaxLoss(nn.Module):
@@ -100,16 +127,22 @@ class SampledSoftmaxLoss(nn.Module):
     ) -> None:
         super().__init__()
         check_reduction(reduction)
-        self.num_classes = int(num_classes)
-        self.embedding_dim = int(embedding_dim)
-        self.num_sampled = int(num_sampled)
+        self.num_classes = _count(num_classes, "num_classes", 1)
+        self.embedding_dim = _count(embedding_dim, "embedding_dim", 1)
+        self.num_sampled = _count(num_sampled, "num_sampled", 1)
         self.sampler = LogUniformSampler(self.num_classes) if sampler is None else sampler
-        self.num_true = num_true
-        self.remove_accidental_hits = remove_accidental_hits
-        self.subtract_log_q = subtract_log_q
-        self.sparse = sparse
+        _check_sampler(self.sampler, self.num_classes, self.num_sampled)
+        self.num_true = _count(num_true, "num_true", 1)
+        self.remove_accidental_hits = check_flag(remove_accidental_hits, "remove_accidental_hits")
+        self.subtract_log_q = check_flag(subtract_log_q, "subtract_log_q")
+        bias = check_flag(bias, "bias")
+        self.sparse = check_flag(sparse, "sparse")
         self.reduction = reduction
         self.rng: np.random.Generator = as_generator(rng)
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise SoftmaxkitTypeError(
+                f"`dtype` must be a floating torch.dtype (the parameters are trained); got {dtype!r}"
+            )
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(self.num_classes, self.embedding_dim, **factory))
         self.bias = nn.Parameter(torch.empty(self.num_classes, **factory)) if bias else None
@@ -136,6 +169,11 @@ class SampledSoftmaxLoss(nn.Module):
         drawing one from the layer's sampler.
         """
         if not self.training:
+            if sampled_values is not None:
+                raise SoftmaxkitValueError(
+                    "`sampled_values` is for training mode; in eval mode the layer computes "
+                    "the full softmax cross-entropy, which takes no sample"
+                )
             return self._full_loss(inputs, labels)
         drawn = sampled_values is None
         b = _prepare(

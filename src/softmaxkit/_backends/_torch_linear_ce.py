@@ -103,7 +103,8 @@ def prepare(
     for name, a in arrays:
         if a.dtype.is_complex:
             raise SoftmaxkitTypeError(
-                f"`{name}` must be an array of real numbers; got dtype {a.dtype}"
+                f"`{name}` must be an array of real numbers; got dtype "
+                f"{_linear_ce.dtype_name(a.dtype)}"
             )
     dtype = inputs.dtype
     for _, a in arrays[1:]:
@@ -171,8 +172,7 @@ def _check_dtypes(x: Tensor, w: Tensor, b: Tensor | None, t: Tensor) -> None:
             )
     if not x.dtype.is_floating_point:
         raise SoftmaxkitTypeError(f"`inputs` must have a floating dtype; got dtype {x.dtype}")
-    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
-        raise SoftmaxkitTypeError(f"`targets` must hold integer class indices; got dtype {t.dtype}")
+    _linear_ce.check_target_dtype(t.dtype)
 
 
 def _check_targets(t: Tensor, v: int, ignore_index: int) -> None:
@@ -293,7 +293,7 @@ def _forward_torch(x, w, b, t, ignore_index, reduction, eps, chunk_size):
             logit_sum += z.sum(dim=1, dtype=torch.float64)
     # -sum_c q_c log p_c = L - (1 - eps) z_t - eps / V sum_c z_c, 0 on ignored rows
     losses = lse - (1 - eps) * target_logit
-    if eps:
+    if eps and v:  # no classes (V = 0): every row is ignored
         losses = losses - (eps / v) * logit_sum
     losses = torch.where(rows.kept, losses, torch.zeros((), **f64))
     if reduction == "none":
