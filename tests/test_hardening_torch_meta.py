@@ -425,3 +425,59 @@ def test_host_only_functions_refuse_meta_and_batched_tensors_with_softmaxkit_err
     real, zeros = torch.softmax(_batch(F64)["x"], -1), torch.zeros(N, dtype=torch.long)
     with pytest.raises(SoftmaxkitTypeError, match="vmap"):
         torch.func.vmap(lambda q: torch.tensor(sk.expected_calibration_error(q, zeros)))(real)
+
+
+# --- 5. torch.func.jacrev: vmap over the losses' backward ---------------------------------------
+
+
+def _jacobian_cases() -> dict[str, tuple[Callable[..., Any], Callable[..., Any], bool]]:
+    """``name: (softmaxkit loss, torch.nn.functional loss, second order too)``."""
+    g = torch.Generator().manual_seed(7)
+    y = torch.randint(0, C, (N,), generator=g)
+    y[1] = IGNORE
+    p = torch.softmax(torch.randn(N, C, generator=g, dtype=F64), -1)
+    w = torch.rand(C, generator=g, dtype=F64) + 0.5
+    proj = torch.randn(C, 3, generator=g, dtype=F64)
+    options = {"weight": w, "ignore_index": IGNORE, "label_smoothing": 0.1}
+    return {
+        "cross_entropy": (
+            lambda a: sk.cross_entropy(a, y, **options),
+            lambda a: F.cross_entropy(a, y, **options),
+            True,
+        ),
+        "cross_entropy-probabilities": (
+            lambda a: sk.cross_entropy(a, p, reduction="none"),
+            lambda a: F.cross_entropy(a, p, reduction="none"),
+            True,
+        ),
+        "nll_loss": (
+            lambda a: sk.nll_loss(a, y, weight=w, reduction="sum"),
+            lambda a: F.nll_loss(a, y, weight=w, reduction="sum"),
+            True,
+        ),
+        "binary_cross_entropy_with_logits": (
+            lambda a: sk.binary_cross_entropy_with_logits(a, p, pos_weight=w),
+            lambda a: F.binary_cross_entropy_with_logits(a, p, pos_weight=w),
+            True,
+        ),
+        # differentiable once: its logits are (N, 3) inputs times the projection
+        "linear_cross_entropy": (
+            lambda a: sk.linear_cross_entropy(a[:, :3], proj, y, reduction="none"),
+            lambda a: F.cross_entropy(a[:, :3] @ proj.T, y, reduction="none"),
+            False,
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(_jacobian_cases()))
+def test_func_jacrev_of_the_losses_matches_torch_functional(every_path, case):
+    """jacrev vmaps the backward: the losses' backward made leaves with autograd there,
+    which vmap does not track ("element 0 of tensors does not require grad")."""
+    ours, theirs, twice = _jacobian_cases()[case]
+    x = torch.randn(N, C, generator=torch.Generator().manual_seed(8), dtype=F64)
+    torch.testing.assert_close(torch.func.jacrev(ours)(x), torch.func.jacrev(theirs)(x))
+    if twice:
+        torch.testing.assert_close(
+            torch.func.jacrev(torch.func.jacrev(ours))(x),
+            torch.func.jacrev(torch.func.jacrev(theirs))(x),
+        )

@@ -53,6 +53,7 @@ from .._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 __all__ = [
     "NAME",
     "PATHS",
+    "batched",
     "binary_cross_entropy_with_logits",
     "check",
     "check_target",
@@ -637,6 +638,15 @@ def _no_values(x: Tensor) -> bool:
     return x.is_meta or bool(is_fake(x))
 
 
+def batched(x: Tensor) -> bool:
+    """Whether ``torch.func.vmap`` batches ``x`` (at any of the levels wrapping it)."""
+    while _wrapped(x):
+        if _functorch.is_batchedtensor(x):
+            return True
+        x = _functorch.get_unwrapped(x)
+    return False
+
+
 def has_values(x: Tensor) -> bool:
     """Whether ``x``'s values can be read on the host as it stands (``bool``, ``.item()``).
 
@@ -645,11 +655,7 @@ def has_values(x: Tensor) -> bool:
     """
     if torch.compiler.is_compiling():  # first: dynamo must not see the checks below
         return False
-    while _wrapped(x):
-        if _functorch.is_batchedtensor(x):
-            return False
-        x = _functorch.get_unwrapped(x)
-    return not _no_values(x)
+    return not (batched(x) or _no_values(_unwrapped(x)))
 
 
 def host_array(x: Tensor) -> np.ndarray:

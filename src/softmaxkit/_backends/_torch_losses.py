@@ -39,6 +39,7 @@ from ._torch import (
     _operators,
     _vmap_by_rows,
     _wrapped,
+    batched,
     check,
     path,
 )
@@ -206,6 +207,10 @@ def _restore_inputs(ctx: Any) -> tuple[list[Any], Tensor | None]:
 def _composite_grads(ctx: Any, composite: Callable[..., Tensor], args: list[Any], G: Tensor):
     """Gradients of ``composite(*args)`` by autograd, for every input that needs one."""
     wanted = [i for i, need in enumerate(ctx.needs_input_grad) if need]
+    if batched(G):
+        # torch.func.vmap over this backward (as torch.func.jacrev does): autograd does
+        # not track tensors made leaves inside vmap, torch.func's own vjp does
+        return _composite_vjp(composite, args, wanted, G)
     with torch.enable_grad():
         leaves = list(args)
         for i in wanted:
@@ -221,6 +226,22 @@ def _composite_grads(ctx: Any, composite: Callable[..., Tensor], args: list[Any]
     out: list[Any] = [None] * len(args)
     for i, g in zip(wanted, grads, strict=True):
         out[i] = g if g is not None else torch.zeros_like(args[i])
+    return tuple(out)
+
+
+def _composite_vjp(
+    composite: Callable[..., Tensor], args: list[Any], wanted: list[int], G: Tensor
+) -> tuple[Any, ...]:
+    def of_wanted(*values: Tensor) -> Tensor:
+        full = list(args)
+        for i, v in zip(wanted, values, strict=True):
+            full[i] = v
+        return composite(*full)
+
+    _, vjp = torch.func.vjp(of_wanted, *(args[i] for i in wanted))  # type: ignore[misc]
+    out: list[Any] = [None] * len(args)
+    for i, g in zip(wanted, vjp(G), strict=True):
+        out[i] = g
     return tuple(out)
 
 
