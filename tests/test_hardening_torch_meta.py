@@ -481,3 +481,25 @@ def test_func_jacrev_of_the_losses_matches_torch_functional(every_path, case):
             torch.func.jacrev(torch.func.jacrev(ours))(x),
             torch.func.jacrev(torch.func.jacrev(theirs))(x),
         )
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["non-strict", "strict"])
+def test_torch_export_traces_pmf_normalize_and_the_losses(fresh_dynamo, strict):
+    """torch.export traces with fake tensors (non-strict: no dynamo, is_compiling is False)."""
+
+    class Model(torch.nn.Module):
+        def forward(self, a: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+            return (
+                sk.cross_entropy(a, t, label_smoothing=0.1)
+                + sk.pmf_normalize(c).square().sum()
+                + sk.binary_cross_entropy_with_logits(a, torch.sigmoid(c))
+            )
+
+    g = torch.Generator().manual_seed(9)
+    args = (
+        torch.randn(N, C, generator=g),
+        torch.randint(0, C, (N,), generator=g),
+        torch.rand(N, C, generator=g) + 0.1,
+    )
+    exported = torch.export.export(Model(), args, strict=strict)
+    torch.testing.assert_close(exported.module()(*args), Model()(*args))
