@@ -271,16 +271,26 @@ def stop_gradient(x: Array) -> Array:
 
 
 def is_concrete(x: Array) -> bool:
-    """False for a JAX tracer, whose values cannot be inspected under ``jit``."""
+    """False where ``x``'s values cannot be read on the host.
+
+    A JAX tracer under ``jit``; a torch tensor on ``meta``, a fake one, any under
+    ``torch.compile`` and one batched by ``torch.func.vmap``.
+    """
     if is_jax(x):
         import jax
 
         return not isinstance(x, jax.core.Tracer)
+    if is_torch(x):
+        from ._backends import torch_backend
+
+        return bool(torch_backend().has_values(x))
     return True
 
 
 def to_numpy(x: Array) -> np.ndarray:
     """A NumPy copy or view of ``x``, from any library and device (for messages and I/O)."""
     if is_torch(x):
-        return x.detach().cpu().numpy()
+        from ._backends import torch_backend
+
+        return torch_backend().host_array(x)  # type: ignore[no-any-return]
     return np.asarray(x)

@@ -36,6 +36,7 @@ from ._backend import (
     compute_dtype,
     is_concrete,
     is_numpy,
+    is_torch,
     namespace,
     to_numpy,
 )
@@ -94,6 +95,13 @@ def _convert(value: Any, name: str, xp: ModuleType, like: Array) -> Array:
         value = xp.asarray(value, device=array_api_compat.device(like))
     namespace(like, value)  # refuses arrays of two libraries
     return value
+
+
+def _moveaxis(xp: ModuleType, x: Array, source: int, destination: int) -> Array:
+    """``xp.moveaxis``; on torch ``movedim``, which torch.func.vmap batches (moveaxis it refuses)."""
+    if is_torch(x):
+        return x.movedim(source, destination)
+    return xp.moveaxis(x, source, destination)
 
 
 # --- cross-entropy and NLL -----------------------------------------------------------------
@@ -176,6 +184,8 @@ def _plan(
             )
         if concrete and is_concrete(target):
             _check_probabilities(target, axis, xp)
+        elif is_torch(target):  # values the host cannot read (meta, torch.compile, vmap)
+            _backends.torch_backend().check_target(target, axis=axis)
     else:
         if tuple(target.shape) != row_shape:
             raise SoftmaxkitValueError(
@@ -184,6 +194,10 @@ def _plan(
             )
         if concrete and is_concrete(target):
             check_indices(to_numpy(target), n_classes, ignore_index)
+        elif is_torch(target):
+            _backends.torch_backend().check_target(
+                target, n_classes=n_classes, ignore_index=ignore_index
+            )
 
     if weight is not None:
         weight = _convert(weight, "weight", xp, x)
@@ -196,11 +210,11 @@ def _plan(
 
     # Class axis last: every reduction below is over axis -1, and the row results
     # come out in the caller's order of the other axes.
-    x = xp.moveaxis(x, axis, -1)
+    x = _moveaxis(xp, x, axis, -1)
     classes = xp.arange(n_classes, device=device)
     uniform = xp.asarray(eps / n_classes if n_classes else 0.0, dtype=work, device=device)
     if soft:
-        t = xp.moveaxis(xp.astype(target, work), axis, -1)
+        t = _moveaxis(xp, xp.astype(target, work), axis, -1)
         kept = xp.ones(row_shape, dtype=xp.bool, device=device)
     else:
         kept = target != ignore_index
@@ -535,7 +549,7 @@ def _cross_entropy_grad_portable(plan: _Plan) -> tuple[Array, Array]:
     if plan.softcap is not None:
         # x = c tanh(logits / c): dx/dlogits = 1 - tanh**2 = 1 - (x / c)**2
         dx = dx * (1 - (x / plan.softcap) ** 2)
-    dlogits = xp.moveaxis(dx, -1, plan.axis)
+    dlogits = _moveaxis(xp, dx, -1, plan.axis)
     return loss, as_result(xp.astype(dlogits, plan.out_dtype))
 
 
@@ -641,7 +655,7 @@ def nll_loss_grad(
     xp = plan.xp
     main, z_rows, _, _ = _cross_entropy_terms(plan, log_probs_given=True)
     main_scale, _ = _row_scales(plan, plan.x.dtype)
-    dlog_probs = xp.moveaxis(-plan.q * main_scale, -1, plan.axis)
+    dlog_probs = _moveaxis(xp, -plan.q * main_scale, -1, plan.axis)
     return _reduce(plan, main, z_rows), as_result(xp.astype(dlog_probs, plan.out_dtype))
 
 
@@ -682,6 +696,8 @@ def _binary_plan(
                 f"`target` must be probabilities in [0, 1]; position {pos} holds "
                 f"{y_np[pos].item()!r}"
             )
+    elif is_torch(y):
+        _backends.torch_backend().check_target(y, axis=None)
     arrays = []
     for name, value in (("weight", weight), ("pos_weight", pos_weight)):
         if value is not None:

@@ -400,7 +400,10 @@ def pmf_normalize(counts: Array, /, axis: Axis = -1) -> Array:
     SoftmaxkitValueError
         For a negative or non-finite count, or a slice that sums to 0, naming
         the first offending position.  (Under ``jax.jit`` the values cannot be
-        inspected and are not checked.)
+        inspected and are not checked.  Torch tensors under ``torch.func.vmap``
+        are checked without the position; under ``torch.compile`` the check is a
+        device-side assertion, which raises PyTorch's ``RuntimeError`` when the
+        graph runs; meta tensors have no values to check.)
 
     Examples
     --------
@@ -417,6 +420,9 @@ def pmf_normalize(counts: Array, /, axis: Axis = -1) -> Array:
     if math.prod(c.shape) == 0:
         return as_result(xp.astype(c, out))
     concrete = is_concrete(c)
+    # a torch tensor whose values the host cannot read (meta, under torch.compile or
+    # vmap): the torch backend checks them as it can there, without the position
+    check = None if concrete or not is_torch(c) else _backends.torch_backend().check
     if concrete:
         bad = ~xp.isfinite(c) | (c < 0)
         if bool(xp.any(bad)):
@@ -425,14 +431,21 @@ def pmf_normalize(counts: Array, /, axis: Axis = -1) -> Array:
                 f"`counts` must be finite and non-negative; position {pos} holds "
                 f"{to_numpy(c)[pos].item()!r}"
             )
-    with np.errstate(over="ignore"):  # an overflowing total is rescued below
+    elif check is not None:
+        check(xp.isfinite(c) & (c >= 0), "`counts` must be finite and non-negative")
+    if is_torch(c):  # (no NumPy warning to silence, and torch.compile cannot trace errstate)
         total = xp.sum(c, axis=axes, keepdims=True)
+    else:
+        with np.errstate(over="ignore"):  # an overflowing total is rescued below
+            total = xp.sum(c, axis=axes, keepdims=True)
     if concrete and bool(xp.any(total == 0)):
         pos = _first_position(total == 0)
         raise SoftmaxkitValueError(
             f"`counts` must have a positive total along `axis` {axes}; the slice "
             f"starting at position {pos} sums to 0"
         )
+    if check is not None:
+        check(total != 0, f"`counts` must have a positive total along `axis` {axes}")
     overflow = total == xp.inf
     if not concrete or bool(xp.any(overflow)):
         # Counts near the largest float: scale those slices by 2**-64, which is

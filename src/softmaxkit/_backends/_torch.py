@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch._subclasses.fake_tensor import is_fake
 
 from .. import _kernels
 from .._errors import SoftmaxkitTypeError, SoftmaxkitValueError
@@ -52,8 +53,13 @@ from .._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 __all__ = [
     "NAME",
     "PATHS",
+    "batched",
     "binary_cross_entropy_with_logits",
+    "check",
+    "check_target",
     "cross_entropy",
+    "has_values",
+    "host_array",
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",
@@ -610,6 +616,99 @@ def _fused_softmax(x: Tensor, axes: Axes, temperature: float) -> Tensor:
     return _unmove(p.reshape(shape), order)
 
 
+# --- reading values on the host (the public functions' data-dependent checks) ----------------
+#
+# A tensor may have no values to read: a meta or fake tensor, any tensor while dynamo
+# traces (torch.compile), and a tensor batched by torch.func.vmap, whose Python view is
+# one batch entry that vmap refuses to read.  Checks of values then run where they can:
+# on the plain tensor under torch.func's wrappers (which holds every batch entry), as a
+# device-side assertion inside a compiled graph, and not at all where nothing has values.
+
+_functorch = torch._C._functorch
+
+
+def _unwrapped(x: Tensor) -> Tensor:
+    """``x`` without torch.func's wrappers: the plain tensor holding its values."""
+    while _wrapped(x):
+        x = _functorch.get_unwrapped(x)
+    return x
+
+
+def _no_values(x: Tensor) -> bool:
+    return x.is_meta or bool(is_fake(x))
+
+
+def batched(x: Tensor) -> bool:
+    """Whether ``torch.func.vmap`` batches ``x`` (at any of the levels wrapping it)."""
+    while _wrapped(x):
+        if _functorch.is_batchedtensor(x):
+            return True
+        x = _functorch.get_unwrapped(x)
+    return False
+
+
+def has_values(x: Tensor) -> bool:
+    """Whether ``x``'s values can be read on the host as it stands (``bool``, ``.item()``).
+
+    False for meta and fake tensors, under ``torch.compile`` and for a tensor that
+    ``torch.func.vmap`` batches; a ``torch.func.grad`` wrapper reads as its value.
+    """
+    if torch.compiler.is_compiling():  # first: dynamo must not see the checks below
+        return False
+    return not (batched(x) or _no_values(_unwrapped(x)))
+
+
+def host_array(x: Tensor) -> np.ndarray:
+    """A NumPy copy or view of ``x``'s values, also under ``torch.func.grad``.
+
+    grad's wrappers, and plain tensors read while its transform is active, refuse
+    ``.numpy()``; their values are read with torch.func set aside.  A tensor batched
+    by vmap is not unwrapped (its plain tensor holds every batch entry, not the one
+    its caller sees): it, and a meta or fake tensor, is refused with an error of
+    softmaxkit's own (functions that compute on the host cannot serve them).
+    """
+    if torch.compiler.is_compiling():  # dynamo traces .numpy() itself (or breaks the graph)
+        return x.detach().cpu().numpy()
+    while _wrapped(x):
+        if _functorch.is_batchedtensor(x):
+            raise SoftmaxkitTypeError(
+                "this function computes on the host and cannot run under torch.func.vmap; "
+                "got a batched tensor (call it once per batch entry)"
+            )
+        x = _functorch.get_unwrapped(x)
+    if _no_values(x):
+        raise SoftmaxkitTypeError(
+            "this function computes on the host and needs values; got a "
+            f"{'meta' if x.is_meta else 'fake'} tensor of shape {tuple(x.shape)}, which has none"
+        )
+    with torch._C._DisableFuncTorch():
+        return x.detach().cpu().numpy()
+
+
+def check(ok: Tensor, message: str) -> None:
+    """Raise ``SoftmaxkitValueError(message)`` unless ``ok`` is all True, reading no device.
+
+    The check for tensors without host-readable values (see :func:`has_values`), and
+    for tensors off the CPU: under ``torch.compile`` a device-side assertion
+    (``torch._assert_async``) in the graph, which raises when the graph runs; under
+    ``torch.func.vmap`` (on the CPU) the flags of every batch entry, read at once; on
+    a GPU a device-side assertion, as PyTorch's own losses check their targets there,
+    which fails the next synchronising call rather than this one.  Meta and fake
+    tensors have nothing to check.
+    """
+    if torch.compiler.is_compiling():
+        torch._assert_async(torch.all(ok), message)
+        return
+    flags = _unwrapped(ok)
+    if _no_values(flags):
+        return
+    if flags.is_cpu:
+        if not bool(torch.all(flags)):
+            raise SoftmaxkitValueError(message)
+    else:
+        torch._assert_async(torch.all(flags), message)
+
+
 # --- validation of the core functions' input, in torch operations only -----------------------
 
 
@@ -659,6 +758,7 @@ def prepare(x: Tensor, where: Any) -> tuple[Any, Tensor, Any]:
 # The losses' operators and entry points (they use the helpers above).
 from ._torch_losses import (  # noqa: E402
     binary_cross_entropy_with_logits,
+    check_target,
     cross_entropy,
     loss_input,
     nll_loss,

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from .. import _kernels
-from .._errors import SoftmaxkitTypeError, SoftmaxkitValueError
+from .._errors import SoftmaxkitTypeError
 from ._torch import (
     _LIB,
     _OPS,
@@ -38,11 +38,15 @@ from ._torch import (
     _impl,
     _operators,
     _vmap_by_rows,
+    _wrapped,
+    batched,
+    check,
     path,
 )
 
 __all__ = [
     "binary_cross_entropy_with_logits",
+    "check_target",
     "cross_entropy",
     "loss_input",
     "nll_loss",
@@ -203,6 +207,10 @@ def _restore_inputs(ctx: Any) -> tuple[list[Any], Tensor | None]:
 def _composite_grads(ctx: Any, composite: Callable[..., Tensor], args: list[Any], G: Tensor):
     """Gradients of ``composite(*args)`` by autograd, for every input that needs one."""
     wanted = [i for i, need in enumerate(ctx.needs_input_grad) if need]
+    if batched(G):
+        # torch.func.vmap over this backward (as torch.func.jacrev does): autograd does
+        # not track tensors made leaves inside vmap, torch.func's own vjp does
+        return _composite_vjp(composite, args, wanted, G)
     with torch.enable_grad():
         leaves = list(args)
         for i in wanted:
@@ -218,6 +226,22 @@ def _composite_grads(ctx: Any, composite: Callable[..., Tensor], args: list[Any]
     out: list[Any] = [None] * len(args)
     for i, g in zip(wanted, grads, strict=True):
         out[i] = g if g is not None else torch.zeros_like(args[i])
+    return tuple(out)
+
+
+def _composite_vjp(
+    composite: Callable[..., Tensor], args: list[Any], wanted: list[int], G: Tensor
+) -> tuple[Any, ...]:
+    def of_wanted(*values: Tensor) -> Tensor:
+        full = list(args)
+        for i, v in zip(wanted, values, strict=True):
+            full[i] = v
+        return composite(*full)
+
+    _, vjp = torch.func.vjp(of_wanted, *(args[i] for i in wanted))  # type: ignore[misc]
+    out: list[Any] = [None] * len(args)
+    for i, g in zip(wanted, vjp(G), strict=True):
+        out[i] = g
     return tuple(out)
 
 
@@ -508,6 +532,15 @@ def _loss_and_grad(
     """``composite(x, *settings)``, and with ``need_grad`` the gradient of its sum."""
     if not need_grad:
         return composite(x, *settings), None
+    if _wrapped(x) or any(isinstance(a, Tensor) and _wrapped(a) for a in settings):
+        # inside a torch.func transform (vmap, grad) a tensor cannot be made a leaf
+        # (requires_grad_); torch.func's own vjp differentiates there
+        # (torch.func.vjp's stubs allow for has_aux's third value)
+        loss, vjp = torch.func.vjp(  # type: ignore[misc]
+            lambda a: composite(a, *settings), x.detach()
+        )
+        (dx,) = vjp(torch.ones_like(loss))
+        return loss, dx
     with torch.enable_grad():
         leaf = x.detach().requires_grad_()
         loss = composite(leaf, *settings)
@@ -515,36 +548,42 @@ def _loss_and_grad(
     return loss.detach(), dx
 
 
-def _device_check(ok: Tensor, message: str) -> None:
-    """Raise ``message`` where ``ok`` is not all True, without waiting for a device.
-
-    On a GPU the check is a device-side assertion (``torch._assert_async``), as
-    PyTorch's own losses check their targets there: it fails the next synchronising
-    call rather than this one.  On the CPU (the forced "fused" path) it raises here.
-    """
-    if ok.is_cpu:
-        if not bool(ok.all()):
-            raise SoftmaxkitValueError(message)
-    else:
-        torch._assert_async(ok.all(), message)
-
-
 def _check_indices_on_device(t: Tensor, n_classes: int, ignore: int, name: str) -> None:
     ok = ((t >= 0) & (t < n_classes)) | (t == ignore)
-    _device_check(ok, f"`{name}` must be in [0, {n_classes}) or {ignore}")
+    check(ok, f"`{name}` must be in [0, {n_classes}) or {ignore}")
 
 
-def _check_probabilities_on_device(t: Tensor) -> None:
+def _check_probabilities_on_device(t: Tensor, axis: int = -1) -> None:
     from .._losses import _SUM_TOLERANCE
 
     tolerance = _SUM_TOLERANCE[max(2, min(8, t.element_size()))]
-    total = torch.sum(t.double() if t.element_size() >= 4 else t.float(), dim=-1)
+    total = torch.sum(t.double() if t.element_size() >= 4 else t.float(), dim=axis)
     ok = torch.all(t >= 0) & torch.all(torch.abs(total - 1) <= tolerance)
-    _device_check(
+    check(
         ok,
         "`target` probabilities must be >= 0 and sum to 1 along `axis` "
         f"(within {tolerance:g} for {t.dtype})",
     )
+
+
+def _check_unit_interval_on_device(t: Tensor) -> None:
+    check((t >= 0) & (t <= 1), "`target` must be probabilities in [0, 1]")
+
+
+def check_target(
+    target: Tensor, *, n_classes: int | None = None, ignore_index: int = 0, axis: int | None = -1
+) -> None:
+    """The portable losses' check of a target whose values the host cannot read.
+
+    Class indices when ``n_classes`` is given, else probabilities along ``axis``
+    (``axis=None``: binary targets in [0, 1]); see :func:`._torch.check`.
+    """
+    if n_classes is not None:
+        _check_indices_on_device(target, n_classes, ignore_index, "target")
+    elif axis is None:
+        _check_unit_interval_on_device(target)
+    else:
+        _check_probabilities_on_device(target, axis)
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -602,7 +641,7 @@ def binary_cross_entropy_with_logits(
         extras.append(value)
     t = target.to(logits.dtype)
     if device_path:
-        _device_check((t >= 0) & (t <= 1), "`target` must be probabilities in [0, 1]")
+        _check_unit_interval_on_device(t)
         return _loss_and_grad(_bce_composite, logits, (t, *extras, reduction), need_grad)
     grad_needed = need_grad or _wants_grad(logits, t, *extras)
     loss, dx = _call(
