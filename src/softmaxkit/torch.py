@@ -25,9 +25,10 @@ from ._candidate import (
 )
 from ._losses import cross_entropy
 from ._options import check_reduction
+from ._torch_retrieval import InBatchSoftmaxLoss
 from .sampling import LogUniformSampler, UniformSampler, UnigramSampler, as_generator
 
-__all__ = ["SampledSoftmaxLoss"]
+__all__ = ["InBatchSoftmaxLoss", "SampledSoftmaxLoss"]
 
 Sampler = LogUniformSampler | UniformSampler | UnigramSampler
 
