@@ -29,6 +29,7 @@ from ._backend import (
     as_array,
     as_result,
     compute_dtype,
+    fused,
     is_concrete,
     is_numpy,
     namespace,
@@ -45,17 +46,23 @@ Array = Any
 Reduction = Literal["none", "mean", "sum"]
 
 
+class _Others(NamedTuple):
+    """The optional arrays of a call (a JAX pytree, so ``jax.jit`` takes it whole)."""
+
+    extra: Array | None  # (M, D)
+    log_q: Array | None  # (B,)
+    extra_log_q: Array | None  # (M,)
+    same: Array | None  # (B, B) bool: another row's candidate is my positive item
+    extra_same: Array | None  # (B, M) bool: an extra candidate is my positive item
+
+
 class _Batch(NamedTuple):
     """Validated arguments, as arrays of the caller's library in the working dtype."""
 
     xp: ModuleType
     queries: Array  # (B, D)
     candidates: Array  # (B, D)
-    extra: Array | None  # (M, D)
-    log_q: Array | None  # (B,)
-    extra_log_q: Array | None  # (M,)
-    same: Array | None  # (B, B) bool: another row's candidate is my positive item
-    extra_same: Array | None  # (B, M) bool: an extra candidate is my positive item
+    others: _Others
     temperature: float
     reduction: str
     symmetric: bool
@@ -177,11 +184,9 @@ def _prepare(
             f"pass both `log_q` and `extra_log_q` or neither; `{missing}` is missing (a logit "
             "matrix corrected in some columns only is biased towards the others)"
         )
-    if lq is not None:
-        dtypes.append(lq.dtype)
-    if elq is not None:
-        dtypes.append(elq.dtype)
 
+    # The embeddings decide the dtype: a float64 log_q (as the estimator gives) must
+    # not turn a float32 model's loss into float64.
     work, out = compute_dtype(xp, xp.result_type(*dtypes))
 
     def cast(a: Array | None) -> Array | None:
@@ -198,11 +203,7 @@ def _prepare(
         xp,
         cast(queries),
         cast(candidates),
-        cast(extra),
-        cast(lq),
-        cast(elq),
-        same,
-        extra_same,
+        _Others(cast(extra), cast(lq), cast(elq), same, extra_same),
         t,
         reduction,
         bool(symmetric),
@@ -210,39 +211,92 @@ def _prepare(
     )
 
 
-def _logits(b: _Batch) -> tuple[Array, Array]:
+def _logits(queries: Array, candidates: Array, o: _Others, temperature: Any) -> tuple[Array, Array]:
     """``(logits, scores)``: the (B, B + M) corrected logits and the (B, B) in-batch scores.
 
     Removed accidental hits hold ``-inf`` in both.
     """
-    xp = b.xp
-    neg_inf = xp.asarray(-xp.inf, dtype=b.queries.dtype)
-    scores = xp.matmul(b.queries, xp.permute_dims(b.candidates, (1, 0))) / b.temperature
-    if b.same is not None:
+    xp = namespace(queries)
+    neg_inf = xp.asarray(-xp.inf, dtype=queries.dtype)
+    scores = xp.matmul(queries, xp.permute_dims(candidates, (1, 0))) / temperature
+    if o.same is not None:
         # -inf, not TFRS's large negative number: probability and gradient exactly 0.
-        scores = xp.where(b.same, neg_inf, scores)
-    logits = scores if b.log_q is None else scores - b.log_q[None, :]
-    if b.extra is not None:
-        extra = xp.matmul(b.queries, xp.permute_dims(b.extra, (1, 0))) / b.temperature
-        if b.extra_log_q is not None:
-            extra = extra - b.extra_log_q[None, :]
-        if b.extra_same is not None:
-            extra = xp.where(b.extra_same, neg_inf, extra)
+        scores = xp.where(o.same, neg_inf, scores)
+    logits = scores if o.log_q is None else scores - o.log_q[None, :]
+    if o.extra is not None:
+        extra = xp.matmul(queries, xp.permute_dims(o.extra, (1, 0))) / temperature
+        if o.extra_log_q is not None:
+            extra = extra - o.extra_log_q[None, :]
+        if o.extra_same is not None:
+            extra = xp.where(o.extra_same, neg_inf, extra)
         logits = xp.concat([logits, extra], axis=1)
     return logits, scores
 
 
-def _targets(b: _Batch) -> Array:
-    device = array_api_compat.device(b.queries)
-    return b.xp.arange(int(b.queries.shape[0]), dtype=b.xp.int64, device=device)
+def _targets(xp: ModuleType, queries: Array) -> Array:
+    device = array_api_compat.device(queries)
+    return xp.arange(int(queries.shape[0]), dtype=xp.int64, device=device)
 
 
-def _reduce(b: _Batch, rows: Array) -> Array:
-    if b.reduction == "mean":
-        return b.xp.mean(rows)
-    if b.reduction == "sum":
-        return b.xp.sum(rows)
+def _reduce(xp: ModuleType, rows: Array, reduction: str) -> Array:
+    if reduction == "mean":
+        return xp.mean(rows)
+    if reduction == "sum":
+        return xp.sum(rows)
     return rows
+
+
+def _loss_core(
+    queries: Array,
+    candidates: Array,
+    others: _Others,
+    temperature: Any,
+    *,
+    reduction: str,
+    symmetric: bool,
+) -> Array:
+    xp = namespace(queries)
+    logits, scores = _logits(queries, candidates, others, temperature)
+    target = _targets(xp, queries)
+    rows = cross_entropy(logits, target, reduction="none")
+    if symmetric:
+        rows = (rows + cross_entropy(scores, target, axis=0, reduction="none")) / 2
+    return _reduce(xp, rows, reduction)
+
+
+def _grad_core(
+    queries: Array,
+    candidates: Array,
+    others: _Others,
+    temperature: Any,
+    *,
+    reduction: str,
+    symmetric: bool,
+) -> tuple[Array, Array, Array, Array | None]:
+    xp = namespace(queries)
+    batch = int(queries.shape[0])
+    logits, scores = _logits(queries, candidates, others, temperature)
+    target = _targets(xp, queries)
+    # cross_entropy_grad's "none" gradient is that of the sum of the rows; the
+    # reduction and the symmetric average only scale it.
+    rows, d_logits = cross_entropy_grad(logits, target, reduction="none")
+    scale = (1.0 / batch if reduction == "mean" else 1.0) / (2.0 if symmetric else 1.0)
+    d_logits = d_logits * scale
+    d_block = d_logits[:, :batch]
+    if symmetric:
+        rows_t, d_scores = cross_entropy_grad(scores, target, axis=0, reduction="none")
+        rows = (rows + rows_t) / 2
+        d_block = d_block + d_scores * scale
+    # logits = q . c / T - log_q: each score sends its gradient to both towers, over T.
+    d_block = d_block / temperature
+    d_queries = xp.matmul(d_block, candidates)
+    d_candidates = xp.matmul(xp.permute_dims(d_block, (1, 0)), queries)
+    d_extra = None
+    if others.extra is not None:
+        d_extra_logits = d_logits[:, batch:] / temperature
+        d_queries = d_queries + xp.matmul(d_extra_logits, others.extra)
+        d_extra = xp.matmul(xp.permute_dims(d_extra_logits, (1, 0)), queries)
+    return _reduce(xp, rows, reduction), d_queries, d_candidates, d_extra
 
 
 def in_batch_softmax_loss(
@@ -366,13 +420,17 @@ def in_batch_softmax_loss(
         reduction=reduction,
         symmetric=symmetric,
     )
-    xp = b.xp
-    logits, scores = _logits(b)
-    target = _targets(b)
-    rows = cross_entropy(logits, target, reduction="none")
-    if b.symmetric:
-        rows = (rows + cross_entropy(scores, target, axis=0, reduction="none")) / 2
-    return as_result(xp.astype(_reduce(b, rows), b.out_dtype, copy=False))
+    # On JAX the whole computation compiles once per shape and setting (see fused).
+    loss = fused(
+        _loss_core,
+        b.queries,
+        b.candidates,
+        b.others,
+        b.temperature,
+        reduction=b.reduction,
+        symmetric=b.symmetric,
+    )
+    return as_result(b.xp.astype(loss, b.out_dtype, copy=False))
 
 
 def in_batch_softmax_loss_grad(
@@ -433,31 +491,19 @@ def in_batch_softmax_loss_grad(
         reduction=reduction,
         symmetric=symmetric,
     )
+    result = fused(
+        _grad_core,
+        b.queries,
+        b.candidates,
+        b.others,
+        b.temperature,
+        reduction=b.reduction,
+        symmetric=b.symmetric,
+    )
     xp = b.xp
-    batch = int(b.queries.shape[0])
-    logits, scores = _logits(b)
-    target = _targets(b)
-    # cross_entropy_grad's "none" gradient is that of the sum of the rows; the
-    # reduction and the symmetric average only scale it.
-    rows, d_logits = cross_entropy_grad(logits, target, reduction="none")
-    scale = (1.0 / batch if b.reduction == "mean" else 1.0) / (2.0 if b.symmetric else 1.0)
-    d_logits = d_logits * scale
-    d_block = d_logits[:, :batch]
-    if b.symmetric:
-        rows_t, d_scores = cross_entropy_grad(scores, target, axis=0, reduction="none")
-        rows = (rows + rows_t) / 2
-        d_block = d_block + d_scores * scale
-    # logits = q . c / T - log_q: each score sends its gradient to both towers, over T.
-    d_block = d_block / b.temperature
-    d_queries = xp.matmul(d_block, b.candidates)
-    d_candidates = xp.matmul(xp.permute_dims(d_block, (1, 0)), b.queries)
-    d_extra = None
-    if b.extra is not None:
-        d_extra_logits = d_logits[:, batch:] / b.temperature
-        d_queries = d_queries + xp.matmul(d_extra_logits, b.extra)
-        d_extra = xp.matmul(xp.permute_dims(d_extra_logits, (1, 0)), b.queries)
 
     def out(a: Array | None) -> Array | None:
         return None if a is None else as_result(xp.astype(a, b.out_dtype, copy=False))
 
-    return out(_reduce(b, rows)), out(d_queries), out(d_candidates), out(d_extra)
+    loss, d_queries, d_candidates, d_extra = result
+    return out(loss), out(d_queries), out(d_candidates), out(d_extra)
