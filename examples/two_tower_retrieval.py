@@ -122,7 +122,9 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    # One thread: the matrices are small, and on a busy machine a second OpenMP thread
+    # waiting for a descheduled partner made each step many times slower.
+    torch.set_num_threads(1)
 
     start = time.perf_counter()
     data = make_data(args)

@@ -67,6 +67,18 @@ def test_gap_average_follows_a_change_of_period():
     np.testing.assert_allclose(np.exp(est.log_q([1])), [1 / 3], rtol=1e-15)
 
 
+def test_rare_id_averages_all_its_gaps_during_warm_up():
+    # With alpha = 0.01 the moving average alone would keep ~the first gap (2) for long;
+    # the warm-up's running mean gives (2 + 6) / 2.
+    est = FrequencyEstimator(16, alpha=0.01)
+    for t in (0, 2, 8):
+        est.update([3], t)
+    np.testing.assert_allclose(np.exp(est.log_q([3])), [1 / 4], rtol=1e-15)
+    for t in range(9, 1009):  # then 1000 gaps of 1: the moving average has taken over
+        est.update([3], t)
+    assert abs(np.exp(est.log_q([3]))[0] - 1) < 1e-4
+
+
 def test_alpha_one_keeps_the_last_gap():
     est = FrequencyEstimator(16, alpha=1.0)
     for t in (0, 3, 4, 9):

@@ -9,7 +9,8 @@ track, per hash bucket, the step ``B`` it was last seen and a moving average
     q(y)    =  1 / A[h(y)]
 
 No vocabulary is needed (ids of any integer range are hashed into
-``num_buckets``), the state is two arrays, and each step costs O(batch).
+``num_buckets``), the state is a few arrays of ``num_buckets`` per hash, and each
+step costs O(batch).
 """
 
 from __future__ import annotations
@@ -25,9 +26,6 @@ from ._backend import is_numpy, namespace, to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 
 __all__ = ["FrequencyEstimator"]
-
-# States of a bucket: never seen, seen at one step (no gap yet), seen at two or more.
-_UNSEEN, _ONCE, _TRACKED = 0, 1, 2
 
 _GOLDEN = 0x9E3779B97F4A7C15
 
@@ -81,13 +79,18 @@ class FrequencyEstimator:
     unbiased for ids seen several times per step (the paper's loop over the
     batch would give them gaps of 0 and weight them by order).
 
-    Initialisation, chosen so that a periodic stream is estimated exactly: the
-    first gap a bucket shows replaces its estimate (rather than being averaged
-    with an arbitrary start), so an id that occurs once every ``k`` steps has
-    ``q = 1 / k`` exactly from its second occurrence on.  Before that an id
-    seen at one step (``c`` times) has ``q = c / n``, ``n`` the steps from the
-    first update to that step, inclusive; an id never seen has ``q = 1 /
-    (n + 1)`` with ``n`` the steps so far, and ``q = 1`` before any update.
+    Warm-up and initialisation, chosen so that a periodic stream is
+    estimated exactly and a rare id is not stuck with its first gap: until a
+    bucket has ``1 / alpha`` gaps behind it, the weight of new ones is
+    ``c / (n + c)`` (``n`` the occurrences already averaged) whenever that is
+    larger, so ``A`` is the plain mean of every gap seen so far, and the
+    moving average takes over after (as Adam corrects its start-up bias).
+    The first gap thus replaces the estimate, and an id that occurs once
+    every ``k`` steps has ``q = 1 / k`` exactly from its second occurrence on.
+    Before that an id seen at one step (``c`` times) has ``q = c / n``, ``n``
+    the steps from the first update to that step, inclusive; an id never seen
+    has ``q = 1 / (n + 1)`` with ``n`` the steps so far, and ``q = 1`` before
+    any update.
 
     Steps must increase from one :meth:`update` to the next (they may skip:
     a step without an update is a step without occurrences).  The estimator
@@ -120,7 +123,8 @@ class FrequencyEstimator:
         shape = (self.num_hashes, self.num_buckets)
         self._gap: np.ndarray = np.ones(shape)  # A: moving average of the gap, in steps
         self._last: np.ndarray = np.zeros(shape, dtype=np.int64)  # B: the step last seen
-        self._state: np.ndarray = np.zeros(shape, dtype=np.int8)
+        self._seen: np.ndarray = np.zeros(shape, dtype=bool)
+        self._count: np.ndarray = np.zeros(shape)  # occurrences averaged into A
         self._first_step: int | None = None
         self._step: int | None = None
 
@@ -182,15 +186,22 @@ class FrequencyEstimator:
         for h, buckets in enumerate(self._buckets(flat)):
             cells, counts = np.unique(buckets, return_counts=True)
             c = counts.astype(np.float64)
-            gap, last, state = self._gap[h], self._last[h], self._state[h]
-            s = state[cells]
-            seen_gap = (t - last[cells]) / c
-            weight = -np.expm1(c * math.log1p(-self.alpha)) if self.alpha < 1 else np.ones_like(c)
-            averaged = gap[cells] + weight * (seen_gap - gap[cells])
-            gap[cells] = np.where(
-                s == _TRACKED, averaged, np.where(s == _ONCE, seen_gap, elapsed_start / c)
+            gap, last, seen_before, count = (
+                self._gap[h],
+                self._last[h],
+                self._seen[h],
+                self._count[h],
             )
-            state[cells] = np.minimum(s + 1, _TRACKED)
+            seen, n = seen_before[cells], count[cells]
+            seen_gap = (t - last[cells]) / c
+            # The moving average's weight for c occurrences, or the running mean's while
+            # that is larger (n = 0: the first gap replaces the provisional estimate).
+            weight = -np.expm1(c * math.log1p(-self.alpha)) if self.alpha < 1 else np.ones_like(c)
+            weight = np.maximum(weight, c / (n + c))
+            averaged = gap[cells] + weight * (seen_gap - gap[cells])
+            gap[cells] = np.where(seen, averaged, elapsed_start / c)
+            count[cells] = np.where(seen, n + c, 0.0)
+            seen_before[cells] = True
             last[cells] = t
 
     def _gaps(self, ids: Any) -> np.ndarray:
@@ -200,7 +211,7 @@ class FrequencyEstimator:
         unseen_gap = float(self._step - self._first_step + 2)  # type: ignore[operator]
         buckets = self._buckets(flat)
         rows = np.arange(self.num_hashes).reshape((-1,) + (1,) * flat.ndim)
-        gaps = np.where(self._state[rows, buckets] == _UNSEEN, unseen_gap, self._gap[rows, buckets])
+        gaps = np.where(self._seen[rows, buckets], self._gap[rows, buckets], unseen_gap)
         return gaps.max(axis=0)
 
     def log_q(self, ids: Any) -> Any:
@@ -223,7 +234,8 @@ class FrequencyEstimator:
             "alpha": self.alpha,
             "gap": self._gap.copy(),
             "last": self._last.copy(),
-            "state": self._state.copy(),
+            "seen": self._seen.copy(),
+            "count": self._count.copy(),
             "first_step": self._first_step,
             "step": self._step,
         }
@@ -240,7 +252,8 @@ class FrequencyEstimator:
         self.alpha = float(state["alpha"])
         self._gap = np.array(to_numpy(state["gap"]), dtype=np.float64).reshape(shape)
         self._last = np.array(to_numpy(state["last"]), dtype=np.int64).reshape(shape)
-        self._state = np.array(to_numpy(state["state"]), dtype=np.int8).reshape(shape)
+        self._seen = np.array(to_numpy(state["seen"]), dtype=bool).reshape(shape)
+        self._count = np.array(to_numpy(state["count"]), dtype=np.float64).reshape(shape)
         first, step = state["first_step"], state["step"]
         self._first_step = None if first is None else int(first)
         self._step = None if step is None else int(step)

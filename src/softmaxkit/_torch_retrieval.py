@@ -121,7 +121,7 @@ class InBatchSoftmaxLoss(nn.Module):
         if self.estimator is None:
             return {}
         state = self.estimator.state_dict()
-        for key in ("gap", "last", "state"):
+        for key in ("gap", "last", "seen", "count"):
             state[key] = torch.from_numpy(state[key])
         return {"estimator": state}
 
