@@ -602,3 +602,42 @@ def test_module_pickles_with_its_estimator():
     module(q, c, ids)
     copy = pickle.loads(pickle.dumps(module))
     torch.testing.assert_close(copy(q, c, ids), module(q, c, ids), rtol=0, atol=0)
+
+
+# --- every path of every backend ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["ids with duplicates", "everything, sum"])
+def test_every_engine_agrees_with_the_reference(engine, name):
+    q, c, kwargs = arguments(OPTIONS[name])
+    converted = {
+        k: engine.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()
+    }
+    got = in_batch_softmax_loss(engine.asarray(q), engine.asarray(c), **converted)
+    np.testing.assert_allclose(engine.to_numpy(got), reference(q, c, **kwargs), rtol=1e-12)
+    value, d_q, d_c, _ = in_batch_softmax_loss_grad(
+        engine.asarray(q), engine.asarray(c), **converted
+    )
+    _, want_q, want_c, _ = in_batch_softmax_loss_grad(q, c, **kwargs)
+    np.testing.assert_allclose(engine.to_numpy(value), engine.to_numpy(got), rtol=1e-13)
+    np.testing.assert_allclose(engine.to_numpy(d_q), want_q, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(engine.to_numpy(d_c), want_c, rtol=1e-10, atol=1e-14)
+
+
+def test_every_torch_path_gives_the_autograd_gradient_of_the_numpy_grad(torch_path):
+    q, c, kwargs = arguments(OPTIONS["everything, none"], seed=5)
+    tensors = {
+        k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()
+    }
+    e = tensors.pop("extra_candidates").requires_grad_()
+    qt, ct = torch.tensor(q, requires_grad=True), torch.tensor(c, requires_grad=True)
+    in_batch_softmax_loss(qt, ct, extra_candidates=e, **tensors).sum().backward()
+    _, *expected = in_batch_softmax_loss_grad(q, c, **kwargs)
+    for got, want in zip((qt.grad, ct.grad, e.grad), expected, strict=True):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-14)
+
+
+def test_large_scores_at_a_low_temperature_stay_finite():
+    q, c, _ = arguments({})
+    loss, d_q, d_c, _ = in_batch_softmax_loss_grad(1e3 * q, c, candidate_ids=IDS, temperature=1e-3)
+    assert np.isfinite(loss) and np.isfinite(d_q).all() and np.isfinite(d_c).all()
