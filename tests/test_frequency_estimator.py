@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -192,6 +193,13 @@ def test_negative_and_unsigned_ids_are_ids_like_any_other():
         ),
         ({"num_buckets": 8, "alpha": 1.5}, SoftmaxkitValueError, r"`alpha` must be in \(0, 1\]"),
         ({"num_buckets": 8, "alpha": "fast"}, SoftmaxkitTypeError, r"`alpha` must be a number"),
+        ({"num_buckets": True}, SoftmaxkitTypeError, r"`num_buckets` must be an int; got True"),
+        (
+            {"num_buckets": 8, "num_hashes": True},
+            SoftmaxkitTypeError,
+            r"`num_hashes` must be an int",
+        ),
+        ({"num_buckets": 8, "alpha": True}, SoftmaxkitTypeError, r"`alpha` must be a number"),
     ],
 )
 def test_bad_settings_name_the_argument(kwargs, error, match):
@@ -205,3 +213,14 @@ def test_non_integer_ids_are_refused():
         est.update(np.array([1.0, 2.0]), 0)
     with pytest.raises(SoftmaxkitTypeError, match="`ids` must hold integer ids"):
         est.log_q(torch.tensor([1.5]))
+
+
+def test_a_single_id_hashes_without_overflow_warnings():
+    # NumPy warns when uint64 scalars wrap (arrays wrap silently); a 0-d id once took that path.
+    est = FrequencyEstimator(8, num_hashes=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.update(5, 0)
+        est.update(np.int64(5), 3)
+        assert est.log_q(5).shape == ()
+    np.testing.assert_allclose(np.exp(est.log_q(np.int64(5))), 1 / 3)

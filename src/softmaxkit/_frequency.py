@@ -39,6 +39,8 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 def _int(value: Any, name: str, minimum: int) -> int:
     try:
+        if isinstance(value, (bool, np.bool_)):  # True would silently mean 1
+            raise TypeError
         n = operator.index(value)
     except TypeError:
         raise SoftmaxkitTypeError(f"`{name}` must be an int; got {value!r}") from None
@@ -112,6 +114,8 @@ class FrequencyEstimator:
         self.num_buckets = _int(num_buckets, "num_buckets", 1)
         self.num_hashes = _int(num_hashes, "num_hashes", 1)
         try:
+            if isinstance(alpha, (bool, np.bool_)):
+                raise TypeError
             a = float(alpha)
         except (TypeError, ValueError):
             raise SoftmaxkitTypeError(
@@ -147,14 +151,16 @@ class FrequencyEstimator:
 
     def _buckets(self, ids: np.ndarray) -> np.ndarray:
         """(num_hashes, *ids.shape) bucket indices."""
+        shape = ids.shape
+        ids = ids.reshape(-1)  # arrays wrap silently where NumPy scalars would warn
         n = np.uint64(self.num_buckets)
-        out = np.empty((self.num_hashes, *ids.shape), dtype=np.int64)
+        out = np.empty((self.num_hashes, ids.size), dtype=np.int64)
         out[0] = ids % n
         for h in range(1, self.num_hashes):
             # Python ints, reduced by hand: NumPy warns when a uint64 scalar wraps.
             seed = np.uint64((h * _GOLDEN) % 2**64)
             out[h] = _mix(ids + seed) % n
-        return out
+        return out.reshape(self.num_hashes, *shape)
 
     def update(self, ids: Any, step: int | None = None) -> None:
         """Record the ids sampled at ``step`` (all of one batch, repeats counted).

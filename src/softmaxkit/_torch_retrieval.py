@@ -88,7 +88,11 @@ class InBatchSoftmaxLoss(nn.Module):
         extra_log_q: torch.Tensor | None = None,
         step: int | None = None,
     ) -> torch.Tensor:
-        """The loss; ``step`` (training, with an estimator) defaults to the previous + 1."""
+        """The loss.
+
+        ``step`` is the step recorded in the estimator (default: its previous
+        + 1); it has no use in eval mode, where the estimator is not updated.
+        """
         if self.estimator is not None:
             if candidate_ids is None:
                 raise SoftmaxkitValueError(
