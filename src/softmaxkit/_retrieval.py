@@ -32,6 +32,7 @@ from ._backend import (
     fused,
     is_concrete,
     is_numpy,
+    is_torch,
     namespace,
     to_numpy,
     validate_temperature,
@@ -100,7 +101,10 @@ def _check_log_q(log_q: Any, name: str, size: int, what: str, xp: ModuleType, li
             f"`{name}` must have shape ({size},), one log-probability per {what}; got shape "
             f"{_shape(log_q)}"
         )
-    if is_concrete(log_q):  # under jax.jit the values cannot be seen
+    # Values are checked where they are at hand: not under jax.jit (a tracer), and not
+    # on an accelerator, where the copy to the host would stall every training step.
+    on_host = is_concrete(log_q) and not (is_torch(log_q) and log_q.device.type != "cpu")
+    if on_host:
         values = to_numpy(log_q)
         bad = ~(values == values) | (abs(values) == math.inf)
         if bad.any():
@@ -382,9 +386,10 @@ def in_batch_softmax_loss(
     ------
     SoftmaxkitValueError
         For shapes that disagree (naming both arguments), ids or ``log_q`` of
-        the wrong length, NaN or infinite ``log_q`` (not checked under
-        ``jax.jit``), ``temperature <= 0``, and extra ids or log-probabilities
-        without the arguments they go with.
+        the wrong length, NaN or infinite ``log_q`` (checked on NumPy, CPU
+        tensors and JAX arrays outside ``jit``; on an accelerator a check would
+        stall each step), ``temperature <= 0``, and extra ids or
+        log-probabilities without the arguments they go with.
     SoftmaxkitTypeError
         For ids that are not integers, a traced or differentiable ``temperature``.
 
