@@ -20,6 +20,7 @@ from ._losses import (
     nll_loss,
     nll_loss_grad,
 )
+from ._retrieval import in_batch_softmax_loss, in_batch_softmax_loss_grad
 from ._softmax import log_sigmoid, log_softmax, logsumexp, pmf_normalize, sigmoid, softmax
 
 __version__ = "0.1.0"
@@ -35,6 +36,8 @@ __all__ = [
     "cross_entropy_grad",
     "expected_calibration_error",
     "fit_temperature",
+    "in_batch_softmax_loss",
+    "in_batch_softmax_loss_grad",
     "linear_cross_entropy",
     "linear_cross_entropy_grad",
     "log_sigmoid",

@@ -26,9 +26,11 @@ import numpy as np
 
 from ._backend import to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
+from ._frequency import FrequencyEstimator
 from ._softmax import softmax
 
 __all__ = [
+    "FrequencyEstimator",
     "LogUniformSampler",
     "SampledValues",
     "UniformSampler",

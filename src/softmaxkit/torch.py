@@ -26,6 +26,7 @@ from ._candidate import (
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._losses import cross_entropy
 from ._options import check_reduction
+from ._torch_retrieval import InBatchSoftmaxLoss
 from .sampling import (
     LogUniformSampler,
     UniformSampler,
@@ -36,7 +37,7 @@ from .sampling import (
     check_flag,
 )
 
-__all__ = ["SampledSoftmaxLoss"]
+__all__ = ["InBatchSoftmaxLoss", "SampledSoftmaxLoss"]
 
 Sampler = LogUniformSampler | UniformSampler | UnigramSampler
 
