@@ -346,9 +346,10 @@ def test_softmax_family_accuracy_is_within_the_readme_bound(kernel_path, dtype):
         for name, bound in _BOUND_EPS.items():
             assert worst[name] <= bound, (name, worst[name])
     else:
-        # the portable path sums in the working dtype: its softmax error grows with the row
-        assert worst["log_softmax"] <= _BOUND_EPS["log_softmax"]
-        assert worst["logsumexp"] <= _BOUND_EPS["logsumexp"]
+        # as README.md states for the portable path: 5 eps for the logs; its softmax sums in
+        # the working dtype, so its error grows with the row (35 eps seen at 4097 entries)
+        assert worst["log_softmax"] <= 5.0
+        assert worst["logsumexp"] <= 5.0
         assert worst["softmax"] <= 64
 
 
