@@ -472,3 +472,51 @@ def test_ignore_index_outside_int64_is_refused_naming_it(engine, ignore_index):
 def test_ignore_index_at_the_ends_of_int64_is_accepted(engine, ignore_index):
     for loss in _losses_with_ignore_index(engine).values():
         loss(ignore_index)
+
+
+# --- found nearby: the kernels' smoothed loss overflowed; the portable loss was -0 -----------
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_smoothed_cross_entropy_near_the_largest_float_is_finite_on_both_paths(
+    kernel_path, weighted
+):
+    """0.8 * 1e308 + 0.04 * (4e308 + ...) is 9.6e307: the kernel summed the bare -log p first."""
+    x = np.array([[1e308, -2.73, 0.71, 0.49, -0.85]])
+    weight = np.ones(5) if weighted else None
+    loss, _ = sk.cross_entropy_grad(
+        x, np.array([3]), weight=weight, reduction="none", label_smoothing=0.2
+    )
+    with mpmath.workdps(30):
+        m = mpmath.mpf(1e308)
+        terms = [m - mpmath.mpf(float(v)) for v in x[0]]  # -log p, exp(-1e308) being nothing
+        exact = float(0.8 * terms[3] + mpmath.mpf(0.2) / 5 * mpmath.fsum(terms))
+    np.testing.assert_allclose(loss, [exact], rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "path", ["numpy-compiled", "numpy-portable", "torch-operators", "torch-portable", "jax"]
+)
+def test_cross_entropy_of_a_certain_class_is_positive_zero(path, monkeypatch):
+    """One class (log p = +0) costs +0: JAX gave -0 (from -log p), the kernels +0.
+
+    (PyTorch itself gives -0 here, and so does the torch path built on its functions.)
+    """
+    from softmaxkit._backends import _torch
+
+    name, _, which = path.partition("-")
+    if name == "numpy":
+        monkeypatch.setattr(_kernels, "enabled", lambda: which == "compiled")
+    if name == "torch":
+        monkeypatch.setattr(_torch, "_path", which)
+    bk = Backend(name)
+    x = bk.asarray(np.array([[1.7], [-0.75]]))
+    y = bk.asarray(np.array([0, 0]))
+    for loss in (
+        sk.cross_entropy(x, y, reduction="none"),
+        sk.cross_entropy(x, y, label_smoothing=0.3, reduction="none"),
+        sk.cross_entropy(x, bk.asarray(np.ones((2, 1))), reduction="none"),
+        sk.nll_loss(sk.log_softmax(x), y, reduction="none"),
+    ):
+        got = bk.to_numpy(loss)
+        assert (got == 0).all() and not np.signbit(got).any()

@@ -281,9 +281,10 @@ def _cross_entropy_terms(plan: _Plan, log_probs_given: bool) -> tuple[Array, Arr
     if plan.softcap is not None:
         x = plan.softcap * xp.tanh(x / plan.softcap)
     log_probs = x if log_probs_given else log_softmax(x, -1)
-    # 0 * log 0 = 0: a class with q = 0 adds nothing, even where log_probs is -inf
+    # 0 * log 0 = 0: a class with q = 0 adds nothing, even where log_probs is -inf;
+    # 0 - log p rather than -log p, so that a certain class (log p = 0) costs +0, not -0
     zero = xp.asarray(0.0, dtype=x.dtype)
-    main = xp.sum(q * xp.where(q == 0, zero, -log_probs), axis=-1)
+    main = xp.sum(q * xp.where(q == 0, zero, zero - log_probs), axis=-1)
     if plan.z_loss != 0:
         lse = logsumexp(x, -1)
         z_rows = xp.where(plan.kept, plan.z_loss * lse**2, zero)

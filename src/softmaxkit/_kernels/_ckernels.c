@@ -738,17 +738,20 @@ static void choose_stream(void) {
                 double main = w_t == 0 ? 0 : w_t * ((double)m - (double)xi[t] + lrel);       \
                 double row = (1 - eps) * main, qsum = (1 - eps) * w_t + u * sum_w;           \
                 if (eps != 0) {                                                              \
+                    /* each class's share u w[c] multiplied in before the sum, as the portable \
+                       path's q * -log p: with logits near the largest float the sum of the  \
+                       bare -log p overflowed where the loss itself is finite */             \
                     double acc = 0;                                                          \
                     if (wt) {                                                                \
                         _Pragma("omp simd reduction(+ : acc)")                               \
                         for (Py_ssize_t c = 0; c < C; c++)                                   \
                             acc += wt[c] == 0 ? 0.0                                          \
-                                              : (double)wt[c] * ((double)m - (double)xi[c] + lrel);\
+                                              : u * (double)wt[c] * ((double)m - (double)xi[c] + lrel); \
                     } else {                                                                 \
                         _Pragma("omp simd reduction(+ : acc)")                               \
-                        for (Py_ssize_t c = 0; c < C; c++) acc += (double)m - (double)xi[c] + lrel;\
+                        for (Py_ssize_t c = 0; c < C; c++) acc += u * ((double)m - (double)xi[c] + lrel); \
                     }                                                                        \
-                    row += u * acc;                                                          \
+                    row += acc;                                                              \
                 }                                                                            \
                 loss[i] = row;                                                               \
                 if (!di) continue;                                                           \
