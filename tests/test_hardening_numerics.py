@@ -391,6 +391,22 @@ def test_longdouble_input_takes_the_portable_path(kernel_path):
     assert mixed.dtype == np.longdouble
 
 
+def test_longdouble_linear_cross_entropy_grad_takes_numpy_not_the_kernel(kernel_path):
+    """The chunk-gradient kernel got longdouble chunks ("`z` holds 256 bytes")."""
+    rng = np.random.default_rng(6)
+    h, w = rng.standard_normal((5, 3)), rng.standard_normal((7, 3))
+    t = rng.integers(0, 7, 5)
+    want = sk.linear_cross_entropy_grad(h, w, t, label_smoothing=0.1)
+    ld = np.longdouble
+    got = sk.linear_cross_entropy_grad(h.astype(ld), w.astype(ld), t, label_smoothing=0.1)
+    for a, b in zip(want, got, strict=True):
+        if a is None:
+            assert b is None
+            continue
+        assert np.asarray(b).dtype == ld
+        np.testing.assert_allclose(np.asarray(b, dtype=np.float64), a, rtol=1e-14, atol=1e-15)
+
+
 @pytest.mark.parametrize(
     "kind", ["float16", "big-endian f8", "big-endian f4", "misaligned f8", "misaligned f4"]
 )

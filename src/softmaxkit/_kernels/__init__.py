@@ -362,8 +362,15 @@ def cross_entropy_grad(
 def chunk_grad(z: np.ndarray, lse: np.ndarray, scale: np.ndarray, smooth: float) -> None:
     """In place, row by row: ``z = (exp(z - lse) - smooth) * scale`` (linear cross-entropy).
 
-    ``z`` is a C-contiguous (N, C) float32/float64 chunk of logits; ``lse`` and ``scale``
-    are float64 of length N.
+    ``z`` is a C-contiguous (N, C) chunk of logits; ``lse`` and ``scale`` are float64 of
+    length N.  The kernel reads float32 and float64; another dtype (``np.longdouble``)
+    is computed by NumPy in that dtype, the same formula.
     """
+    if z.dtype.char not in "fd":
+        z -= lse.astype(z.dtype)[:, None]
+        np.exp(z, out=z)
+        z -= z.dtype.type(smooth)
+        z *= scale.astype(z.dtype)[:, None]
+        return
     n, c = z.shape
     _compiled().chunk_grad(z, lse, scale, n, c, smooth, z.dtype == np.float64)
