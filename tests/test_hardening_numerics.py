@@ -536,3 +536,36 @@ def test_cross_entropy_of_a_certain_class_is_positive_zero(path, monkeypatch):
     ):
         got = bk.to_numpy(loss)
         assert (got == 0).all() and not np.signbit(got).any()
+
+
+# --- found nearby: the thread count reached the C int unchecked -----------------------------
+
+
+def test_set_num_threads_refuses_what_is_not_a_thread_count():
+    previous = _kernels.num_threads()
+    try:
+        for bad in (0, -1, 2**40, 10**6):
+            with pytest.raises(sk.SoftmaxkitValueError, match="`n` must be in"):
+                _kernels.set_num_threads(bad)
+        for bad in ("a", 2.5, True, None):
+            with pytest.raises(sk.SoftmaxkitTypeError, match="`n` must be an int"):
+                _kernels.set_num_threads(bad)  # type: ignore[arg-type]
+        assert _kernels.num_threads() == previous
+        _kernels.set_num_threads(np.int64(3))
+        assert _kernels.num_threads() == 3
+    finally:
+        _kernels.set_num_threads(previous)
+
+
+def test_oversized_num_threads_variable_does_not_break_the_import():
+    """SOFTMAXKIT_NUM_THREADS=99999999999 made `import softmaxkit` raise OverflowError."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, SOFTMAXKIT_NUM_THREADS="99999999999")
+    code = "import softmaxkit._kernels as k; print(k.num_threads() < 4096)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "True"
