@@ -346,11 +346,11 @@ def test_softmax_family_accuracy_is_within_the_readme_bound(kernel_path, dtype):
         for name, bound in _BOUND_EPS.items():
             assert worst[name] <= bound, (name, worst[name])
     else:
-        # as README.md states for the portable path: 5 eps for the logs; its softmax sums in
-        # the working dtype, so its error grows with the row (35 eps seen at 4097 entries)
+        # as README.md states for the portable path: 6 eps in float32, 5 eps for the logs in
+        # float64; its float64 softmax sums in float64, so its error grows with the row
         assert worst["log_softmax"] <= 5.0
         assert worst["logsumexp"] <= 5.0
-        assert worst["softmax"] <= 64
+        assert worst["softmax"] <= (6.0 if dtype == np.float32 else 64.0)
 
 
 # --- item 4: dtypes the kernels do not read --------------------------------------------------

@@ -276,7 +276,13 @@ def _softmax_core(x: Array, temperature: Any, *, axes: tuple[int, ...]) -> Array
     xp = namespace(x)
     z, _ = _shifted(xp, x, axes, temperature)
     e = xp.exp(z)
-    s = xp.sum(e, axis=axes, keepdims=True)
+    wide = _wider_float(xp, e)
+    if wide is None:
+        s = xp.sum(e, axis=axes, keepdims=True)
+    else:
+        # float32 summed in float64 and rounded once: a float32 sum's error grows with the
+        # row (35 eps seen at 4097 entries), and the division in float32 keeps e's memory
+        s = xp.astype(xp.sum(e, axis=axes, keepdims=True, dtype=wide), e.dtype)
     # s == 0 only for an all -inf slice, whose numerators are all 0 too.
     return e / xp.where(s == 0, xp.asarray(1.0, dtype=s.dtype), s)
 
