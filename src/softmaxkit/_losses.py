@@ -367,8 +367,10 @@ def cross_entropy(
         A weight per class.
     ignore_index : int, default -100
         Rows whose class index equals it add nothing to the loss, to the
-        mean's denominator or to the gradient (class indices only: for
-        probability targets it is not used, as in PyTorch).
+        mean's denominator or to the gradient, except that NaN logits in such
+        a row make its gradient NaN, as PyTorch's backward does (class
+        indices only: for probability targets it is not used, as in PyTorch).
+        Within int64's range, as PyTorch requires.
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"`` gives one loss per row (shape of ``logits`` without
         ``axis``; 0 on ignored rows), ``"sum"`` their sum and ``"mean"`` their
