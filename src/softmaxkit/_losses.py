@@ -295,9 +295,10 @@ def _cross_entropy_terms(plan: _Plan, log_probs_given: bool) -> tuple[Array, Arr
     if plan.softcap is not None:
         x = plan.softcap * xp.tanh(x / plan.softcap)
     log_probs = x if log_probs_given else log_softmax(x, -1)
-    # 0 * log 0 = 0: a class with q = 0 adds nothing, even where log_probs is -inf
+    # 0 * log 0 = 0: a class with q = 0 adds nothing, even where log_probs is -inf;
+    # 0 - log p rather than -log p, so that a certain class (log p = 0) costs +0, not -0
     zero = xp.asarray(0.0, dtype=x.dtype)
-    main = xp.sum(q * xp.where(q == 0, zero, -log_probs), axis=-1)
+    main = xp.sum(q * xp.where(q == 0, zero, zero - log_probs), axis=-1)
     if plan.z_loss != 0:
         lse = logsumexp(x, -1)
         z_rows = xp.where(plan.kept, plan.z_loss * lse**2, zero)
@@ -380,8 +381,10 @@ def cross_entropy(
         A weight per class.
     ignore_index : int, default -100
         Rows whose class index equals it add nothing to the loss, to the
-        mean's denominator or to the gradient (class indices only: for
-        probability targets it is not used, as in PyTorch).
+        mean's denominator or to the gradient, except that NaN logits in such
+        a row make its gradient NaN, as PyTorch's backward does (class
+        indices only: for probability targets it is not used, as in PyTorch).
+        Within int64's range, as PyTorch requires.
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"`` gives one loss per row (shape of ``logits`` without
         ``axis``; 0 on ignored rows), ``"sum"`` their sum and ``"mean"`` their

@@ -1,7 +1,7 @@
 """The options every loss shares, checked in one place so that they mean the same everywhere.
 
 ``reduction`` is one of ``"none"``, ``"mean"``, ``"sum"``; ``ignore_index`` is an
-int (a bool is refused: ``True`` would silently mean class 1); ``label_smoothing``
+int within int64's range (a bool is refused: ``True`` would silently mean class 1); ``label_smoothing``
 is a number in [0, 1].  The class axis of a loss and the class indices of its
 target are checked here too: the losses, the kernels and the backends all use them,
 so they live below all three.
@@ -36,13 +36,30 @@ def check_reduction(reduction: Any) -> str:
     return reduction
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
 def check_ignore_index(ignore_index: Any) -> int:
+    """``ignore_index`` as an int of int64's range.
+
+    Class indices are compared as int64 (by the kernels, by torch, whose losses take an
+    int64 ``ignore_index``): a value outside that range could never be matched, and the
+    compiled calls could not even receive it.
+    """
+    index = None
     if not isinstance(ignore_index, bool):
         try:
-            return operator.index(ignore_index)
+            index = operator.index(ignore_index)
         except TypeError:
             pass
-    raise SoftmaxkitTypeError(f"`ignore_index` must be an int; got {ignore_index!r}")
+    if index is None:
+        raise SoftmaxkitTypeError(f"`ignore_index` must be an int; got {ignore_index!r}")
+    low, high = _INT64
+    if not low <= index <= high:
+        raise SoftmaxkitValueError(
+            f"`ignore_index` must be an int64, in [-2**63, 2**63 - 1]; got {index}"
+        )
+    return index
 
 
 def check_label_smoothing(label_smoothing: Any) -> float:

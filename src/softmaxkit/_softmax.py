@@ -178,16 +178,19 @@ def _first_max(xp: ModuleType, z: Array, axes: tuple[int, ...]) -> Array:
     return xp.permute_dims(xp.reshape(hot, tuple(moved.shape)), tuple(inverse))
 
 
-def _log_sum(xp: ModuleType, z: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
+def _log_sum(
+    xp: ModuleType, z: Array, axes: tuple[int, ...], *, wide_result: bool = False
+) -> tuple[Array, Array]:
     """``(log(sum(exp(z))), empty)`` for ``z`` from :func:`_shifted` (max 0), dims kept.
 
     ``s = sum(exp(z))`` is at least 1 (the max's ``exp(0)``), so when one entry
     dominates ``log(s)`` is near 0 and the rounding of ``s`` would cost its
-    relative accuracy (and that of the log-probability near 0).  float32 input
-    sums in float64, which the final rounding to float32 then hides.  Otherwise
-    the slice's first max contributes ``expm1(z)`` (0 there) and every other
-    entry ``exp(z)``, giving ``r = s - 1`` without ever forming ``s``;
-    ``log1p(r)`` is then accurate, and the gradient is still ``exp(z)``
+    relative accuracy (and that of the log-probability near 0): ``1 + 4e-18``
+    is 1 even in float64.  So ``s`` is never formed: the slice's first max
+    contributes ``expm1(z)`` (0 there) and every other entry ``exp(z)``, giving
+    ``r = s - 1``, and ``log1p(r)`` is accurate.  float32 input sums ``r`` in
+    float64 where the library can (see :func:`_wider_float`), which the final
+    rounding to float32 then hides.  The gradient is still ``exp(z)``
     everywhere.  The marked entry is an index, not a test ``z == 0``: under a
     caller's ``jax.jit`` XLA may recompute ``z`` in each fusion with different
     rounding, and a sum that depends on exact zeros (such as one that counts
@@ -195,15 +198,21 @@ def _log_sum(xp: ModuleType, z: Array, axes: tuple[int, ...]) -> tuple[Array, Ar
     ``exp`` agree to rounding wherever the mark falls.  ``empty`` marks all
     ``-inf`` slices (``r = -1``), whose log is returned as 0 so that no
     ``-inf - -inf`` is ever formed; callers put ``-inf`` there.
+
+    With ``wide_result`` the log comes back in the wider dtype it was computed
+    in (for :func:`logsumexp`, which adds the max before its one rounding).
     """
     wide = _wider_float(xp, z)
-    if wide is not None:
-        s = xp.sum(xp.exp(z), axis=axes, keepdims=True, dtype=wide)
-        empty = s == 0
-        return xp.astype(xp.log(xp.where(empty, xp.asarray(1.0, dtype=wide), s)), z.dtype), empty
-    r = xp.sum(xp.where(_first_max(xp, z, axes), xp.expm1(z), xp.exp(z)), axis=axes, keepdims=True)
+    terms = xp.where(_first_max(xp, z, axes), xp.expm1(z), xp.exp(z))
+    if wide is None:
+        r = xp.sum(terms, axis=axes, keepdims=True)
+    else:
+        r = xp.sum(terms, axis=axes, keepdims=True, dtype=wide)
     empty = r == -1
-    return xp.log1p(xp.where(empty, xp.asarray(0.0, dtype=z.dtype), r)), empty
+    log_s = xp.log1p(xp.where(empty, xp.asarray(0.0, dtype=r.dtype), r))
+    if not wide_result and log_s.dtype != z.dtype:
+        log_s = xp.astype(log_s, z.dtype)
+    return log_s, empty
 
 
 def softmax(x: Array, /, axis: Axis = -1, *, temperature: float = 1.0, where: Any = None) -> Array:
@@ -267,7 +276,13 @@ def _softmax_core(x: Array, temperature: Any, *, axes: tuple[int, ...]) -> Array
     xp = namespace(x)
     z, _ = _shifted(xp, x, axes, temperature)
     e = xp.exp(z)
-    s = xp.sum(e, axis=axes, keepdims=True)
+    wide = _wider_float(xp, e)
+    if wide is None:
+        s = xp.sum(e, axis=axes, keepdims=True)
+    else:
+        # float32 summed in float64 and rounded once: a float32 sum's error grows with the
+        # row (35 eps seen at 4097 entries), and the division in float32 keeps e's memory
+        s = xp.astype(xp.sum(e, axis=axes, keepdims=True, dtype=wide), e.dtype)
     # s == 0 only for an all -inf slice, whose numerators are all 0 too.
     return e / xp.where(s == 0, xp.asarray(1.0, dtype=s.dtype), s)
 
@@ -373,8 +388,13 @@ def _logsumexp_core(x: Array, *, axes: tuple[int, ...]) -> Array:
     xp = namespace(x)
     z, m = _shifted(xp, x, axes, 1.0)
     shift = xp.where(xp.isfinite(m), m, xp.asarray(0.0, dtype=x.dtype))
-    log_s, empty = _log_sum(xp, z, axes)
-    out = xp.where(empty, xp.asarray(-xp.inf, dtype=x.dtype), log_s + shift)
+    # The log in float64 for float32 input, and the max added there: rounding the log to
+    # float32 first costs up to an ulp of the log, hundreds of ulp of a result near 0.
+    log_s, empty = _log_sum(xp, z, axes, wide_result=True)
+    if log_s.dtype != x.dtype:
+        shift = xp.astype(shift, log_s.dtype)
+    out = xp.astype(log_s + shift, x.dtype)
+    out = xp.where(empty, xp.asarray(-xp.inf, dtype=x.dtype), out)
     return xp.where(m == xp.inf, m, out)
 
 

@@ -3,7 +3,8 @@
 Each primitive takes arrays already validated and cast (see :mod:`._backends`)
 and hands them to the kernels, which serve every layout of float32 and float64
 NumPy arrays; only the fused cross-entropy has cases of its own (2-D logits,
-class indices) and returns None outside them.
+class indices) and returns None outside them.  Any other working dtype (``np.longdouble``) is
+left to the portable path: every primitive returns None for it.
 """
 
 from __future__ import annotations
@@ -26,16 +27,40 @@ __all__ = [
 
 NAME = "numpy"
 
+# The kernels read float32 and float64 only (in either byte order, see _kernels._layout);
+# a working dtype of their own (np.longdouble, which compute_dtype keeps) takes the
+# portable path, which computes in it.
+_SERVED = frozenset("fd")
+
+
+def _served(*arrays: Any) -> bool:
+    return all(a.dtype.char in _SERVED for a in arrays)
+
 
 def enabled() -> bool:
     return _kernels.enabled()
 
 
-softmax = _kernels.softmax
-log_softmax = _kernels.log_softmax
-logsumexp = _kernels.logsumexp
-softmax_backward = _kernels.softmax_backward
-log_softmax_backward = _kernels.log_softmax_backward
+def softmax(x: Any, axes: Any, temperature: float, out_dtype: Any) -> Any:
+    return _kernels.softmax(x, axes, temperature, out_dtype) if _served(x) else None
+
+
+def log_softmax(x: Any, axes: Any, temperature: float, out_dtype: Any) -> Any:
+    return _kernels.log_softmax(x, axes, temperature, out_dtype) if _served(x) else None
+
+
+def logsumexp(x: Any, axes: Any, out_dtype: Any) -> Any:
+    return _kernels.logsumexp(x, axes, out_dtype) if _served(x) else None
+
+
+def softmax_backward(g: Any, p: Any, axes: Any, out_dtype: Any) -> Any:
+    return _kernels.softmax_backward(g, p, axes, out_dtype) if _served(g, p) else None
+
+
+def log_softmax_backward(g: Any, logp: Any, axes: Any, out_dtype: Any) -> Any:
+    if not _served(g, logp):
+        return None
+    return _kernels.log_softmax_backward(g, logp, axes, out_dtype)
 
 
 def loss_input(x: Any) -> Any:

@@ -20,6 +20,7 @@ sets the threads a call may use (default: OpenMP's, i.e. every core).
 from __future__ import annotations
 
 import math
+import operator
 import os
 import sys
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from .._options import (
     check_class_axis,
     check_ignore_index,
@@ -61,13 +63,19 @@ Axes = tuple[int, ...]
 _SOFTMAX, _LOG_SOFTMAX, _LOGSUMEXP = 0, 1, 2
 
 
+# More threads than this is a mistake, not a machine: OpenMP would try to start them all.
+_MAX_THREADS = 4096
+
+
 def _load() -> ModuleType | None:
     try:
         from . import _ckernels  # type: ignore[attr-defined]
     except ImportError:
         return None
     threads = os.environ.get("SOFTMAXKIT_NUM_THREADS")
-    if threads and threads.isdigit() and int(threads) > 0:
+    # like any other value it cannot use, one beyond _MAX_THREADS is left alone (it
+    # overflowed the C int and made the import itself fail)
+    if threads and threads.isdigit() and 0 < int(threads) <= _MAX_THREADS:
         _ckernels.set_num_threads(int(threads))
     module: ModuleType = _ckernels
     return module
@@ -114,9 +122,22 @@ def num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Limit the threads of later kernel calls to ``n`` (the benchmark uses 2)."""
+    """Limit the threads of later kernel calls to ``n`` (the benchmark uses 2).
+
+    Results do not depend on ``n``: only the speed does.
+    """
+    count = None
+    if not isinstance(n, bool):
+        try:
+            count = operator.index(n)
+        except TypeError:
+            pass
+    if count is None:
+        raise SoftmaxkitTypeError(f"`n` must be an int; got {n!r}")
+    if not 1 <= count <= _MAX_THREADS:
+        raise SoftmaxkitValueError(f"`n` must be in [1, {_MAX_THREADS}]; got {count}")
     if _C is not None:
-        _C.set_num_threads(int(n))
+        _C.set_num_threads(count)
 
 
 def describe() -> str:
@@ -362,8 +383,15 @@ def cross_entropy_grad(
 def chunk_grad(z: np.ndarray, lse: np.ndarray, scale: np.ndarray, smooth: float) -> None:
     """In place, row by row: ``z = (exp(z - lse) - smooth) * scale`` (linear cross-entropy).
 
-    ``z`` is a C-contiguous (N, C) float32/float64 chunk of logits; ``lse`` and ``scale``
-    are float64 of length N.
+    ``z`` is a C-contiguous (N, C) chunk of logits; ``lse`` and ``scale`` are float64 of
+    length N.  The kernel reads float32 and float64; another dtype (``np.longdouble``)
+    is computed by NumPy in that dtype, the same formula.
     """
+    if z.dtype.char not in "fd":
+        z -= lse.astype(z.dtype)[:, None]
+        np.exp(z, out=z)
+        z -= z.dtype.type(smooth)
+        z *= scale.astype(z.dtype)[:, None]
+        return
     n, c = z.shape
     _compiled().chunk_grad(z, lse, scale, n, c, smooth, z.dtype == np.float64)

@@ -41,7 +41,7 @@
 #define STREAM_MIN (32 << 20) /* output bytes from which the last pass streams */
 #define ROW_PIECE 32         /* rows summed in the working dtype on a non-last axis */
 #define SUB 8192             /* entries per piece of a long row (in cache) */
-#define LONG_ROW 65536       /* fewer rows than threads, this long: the long-row code */
+#define LONG_ROW 65536       /* softmax rows this long: long_softmax, two passes */
 #define SCRATCH_MAX (1 << 20) /* longer rows are not streamed (their scratch would not stay cached) */
 /* A single long row runs on one thread: on the 2-vCPU VM we measured, splitting it between
    two threads made a (1, 10^6) softmax slower (0.5 ms and, with the clones, a steady 16 ms
@@ -265,7 +265,8 @@ static void choose_stream(void) {
             out[0] = nan ? (T)NAN : m;                                                       \
             return;                                                                          \
         }                                                                                    \
-        T share = op == OP_SOFTMAX ? (T)1 / (T)count : -(T)log((double)count);               \
+        /* 0 - log(count), not -log(count): a lone +inf entry gets log(1) = +0, not -0 */    \
+        T share = op == OP_SOFTMAX ? (T)1 / (T)count : (T)(0.0 - log((double)count));        \
         T other = op == OP_SOFTMAX ? (T)0 : (T)-INFINITY;                                    \
         for (Py_ssize_t j = 0; j < n; j++) {                                                 \
             T v = x[j * stride];                                                             \
@@ -420,49 +421,6 @@ static void choose_stream(void) {
         free(ps);                                                                            \
         return M > -INFINITY && M < INFINITY;                                                \
     }                                                                                        \
-    /* A row long enough to share between threads: each pass is split into pieces. */        \
-    CLONES static void long_row_##SUF(const T *x, T *out, Py_ssize_t n, T t, int op) {              \
-        enum { MAX_PIECES = 256 };                                                           \
-        T pm[MAX_PIECES];                                                                    \
-        double ps[MAX_PIECES], ptop[MAX_PIECES];                                             \
-        int pieces = max_threads();                                                          \
-        pieces = pieces < MAX_PIECES ? pieces : MAX_PIECES;                                  \
-        if (n * (Py_ssize_t)sizeof(T) <= LONG_PARALLEL_BYTES) pieces = 1;                    \
-        Py_ssize_t step = (n + pieces - 1) / pieces;                                         \
-        _Pragma("omp parallel for schedule(static) if(pieces > 1) num_threads(max_threads())")                                         \
-        for (int k = 0; k < pieces; k++) {                                                   \
-            Py_ssize_t lo = k * step, hi = lo + step < n ? lo + step : n;                    \
-            pm[k] = lo < hi ? max_##SUF(x + lo, hi - lo) : (T)-INFINITY;                     \
-        }                                                                                    \
-        T m = pm[0];                                                                         \
-        for (int k = 1; k < pieces; k++) m = pm[k] > m ? pm[k] : m;                          \
-        if (!(m > -INFINITY && m < INFINITY)) {                                              \
-            special_##SUF(x, n, 1, out, m, op);                                              \
-            return;                                                                          \
-        }                                                                                    \
-        _Pragma("omp parallel for schedule(static) if(pieces > 1) num_threads(max_threads())")                                         \
-        for (int k = 0; k < pieces; k++) {                                                   \
-            Py_ssize_t lo = k * step, hi = lo + step < n ? lo + step : n;                    \
-            ps[k] = 0;                                                                       \
-            ptop[k] = 0;                                                                     \
-            if (lo < hi) ps[k] = sumexp_##SUF(x + lo, out + (op == OP_LOGSUMEXP ? 0 : lo),   \
-                                              hi - lo, m, t, op, &ptop[k]);                  \
-        }                                                                                    \
-        double s = 0, top = 0;                                                               \
-        for (int k = 0; k < pieces; k++) {                                                   \
-            s += ps[k];                                                                      \
-            top += ptop[k];                                                                  \
-        }                                                                                    \
-        if (op == OP_LOGSUMEXP) {                                                            \
-            out[0] = (T)(log1p(s + (top - 1)) + (double)m);                                  \
-            return;                                                                          \
-        }                                                                                    \
-        _Pragma("omp parallel for schedule(static) if(pieces > 1) num_threads(max_threads())")                                         \
-        for (int k = 0; k < pieces; k++) {                                                   \
-            Py_ssize_t lo = k * step, hi = lo + step < n ? lo + step : n;                    \
-            if (lo < hi) finish_##SUF(out + lo, hi - lo, s, top, op);                        \
-        }                                                                                    \
-    }                                                                                        \
     /* Columns c0 .. c0+w of one (n, inner) slab, reduced over n. */                        \
     INLINE void block_##SUF(const T *x, T *out, Py_ssize_t n, Py_ssize_t inner, int w, T t,  \
                             int op) {                                                        \
@@ -527,15 +485,18 @@ static void choose_stream(void) {
                 for (int c = 0; c < w; c++) oj[c] = oj[c] * d[c];                            \
             }                                                                                \
         } else {                                                                             \
-            T L[BLOCK];                                                                      \
-            for (int c = 0; c < w; c++) L[c] = (T)log1p(s[c] + (top[c] - 1));                  \
             if (op == OP_LOG_SOFTMAX) {                                                      \
+                T L[BLOCK];                                                                  \
+                for (int c = 0; c < w; c++) L[c] = (T)log1p(s[c] + (top[c] - 1));            \
                 for (Py_ssize_t j = 0; j < n; j++) {                                         \
                     T *oj = out + j * inner;                                                 \
                     for (int c = 0; c < w; c++) oj[c] = oj[c] - L[c];                        \
                 }                                                                            \
             } else {                                                                         \
-                for (int c = 0; c < w; c++) out[c] = (T)((double)L[c] + (double)m[c]);       \
+                /* the max added to the log in double, one rounding (as in row_): the log    \
+                   rounded to T first cost up to an ulp of the log, 480 ulp of a sum near 0 */ \
+                for (int c = 0; c < w; c++)                                                  \
+                    out[c] = (T)(log1p(s[c] + (top[c] - 1)) + (double)m[c]);                 \
             }                                                                                \
         }                                                                                    \
         if (special)                                                                         \
@@ -574,10 +535,14 @@ static void choose_stream(void) {
             }                                                                                \
             return;                                                                          \
         }                                                                                    \
-        if (inner == 1 && outer < max_threads() && n >= LONG_ROW) {                         \
+        if (inner == 1 && op == OP_SOFTMAX && n >= LONG_ROW) {                               \
+            /* Every row this long, whatever the number of rows or of threads, takes         \
+               long_softmax (two passes over memory instead of three), so that a row's       \
+               result depends on its values alone; rows are shared between threads. */       \
+            _Pragma("omp parallel for schedule(dynamic, 1) if(parallel && outer > 1) num_threads(max_threads())") \
             for (Py_ssize_t i = 0; i < outer; i++)                                           \
-                if (op != OP_SOFTMAX || !long_softmax_##SUF(x + i * n, out + i * n, n, t))   \
-                    long_row_##SUF(x + i * n, out + i * out_n, n, t, op);                    \
+                if (!long_softmax_##SUF(x + i * n, out + i * n, n, t))                       \
+                    row_##SUF(x + i * n, out + i * n, n, t, op, NULL);                       \
             return;                                                                          \
         }                                                                                    \
         if (inner == 1) {                                                                    \
@@ -725,8 +690,17 @@ static void choose_stream(void) {
                 T *ei = scratch ? scratch : di;                                              \
                 int64_t t = tg[i];                                                           \
                 if (t == ignore) {                                                           \
-                    if (di)                                                                  \
-                        for (Py_ssize_t c = 0; c < C; c++) di[c] = 0;                        \
+                    /* no loss and no gradient, except that NaN logits make the row's        \
+                       gradient NaN: torch's backward gives 0 * (softmax - target) there */  \
+                    if (di) {                                                                \
+                        T fill = 0;                                                          \
+                        for (Py_ssize_t c = 0; c < C; c++)                                   \
+                            if (xi[c] != xi[c]) {                                            \
+                                fill = (T)NAN;                                               \
+                                break;                                                       \
+                            }                                                                \
+                        for (Py_ssize_t c = 0; c < C; c++) di[c] = fill;                     \
+                    }                                                                        \
                     loss[i] = 0;                                                             \
                     continue;                                                                \
                 }                                                                            \
@@ -764,17 +738,20 @@ static void choose_stream(void) {
                 double main = w_t == 0 ? 0 : w_t * ((double)m - (double)xi[t] + lrel);       \
                 double row = (1 - eps) * main, qsum = (1 - eps) * w_t + u * sum_w;           \
                 if (eps != 0) {                                                              \
+                    /* each class's share u w[c] multiplied in before the sum, as the portable \
+                       path's q * -log p: with logits near the largest float the sum of the  \
+                       bare -log p overflowed where the loss itself is finite */             \
                     double acc = 0;                                                          \
                     if (wt) {                                                                \
                         _Pragma("omp simd reduction(+ : acc)")                               \
                         for (Py_ssize_t c = 0; c < C; c++)                                   \
                             acc += wt[c] == 0 ? 0.0                                          \
-                                              : (double)wt[c] * ((double)m - (double)xi[c] + lrel);\
+                                              : u * (double)wt[c] * ((double)m - (double)xi[c] + lrel); \
                     } else {                                                                 \
                         _Pragma("omp simd reduction(+ : acc)")                               \
-                        for (Py_ssize_t c = 0; c < C; c++) acc += (double)m - (double)xi[c] + lrel;\
+                        for (Py_ssize_t c = 0; c < C; c++) acc += u * ((double)m - (double)xi[c] + lrel); \
                     }                                                                        \
-                    row += u * acc;                                                          \
+                    row += acc;                                                              \
                 }                                                                            \
                 loss[i] = row;                                                               \
                 if (!di) continue;                                                           \
