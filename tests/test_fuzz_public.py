@@ -1,0 +1,407 @@
+"""Property-based fuzzing of the public API (issue 17, "How to prove it").
+
+Every call either returns what the reference returns (the README's edge-case rules
+evaluated in long double, PyTorch's own functions for the losses, SciPy for the
+elementwise functions), or raises a ``SoftmaxkitError`` whose message names an argument
+in backticks; never a raw exception, a hang (each call runs under a time limit) or a NaN
+the README does not promise.  Inputs vary in dtype, memory layout, shape (empty and 0-d
+included), special values and options; every NumPy call runs with the kernels on and off,
+and the same inputs run on PyTorch (each of its paths) and JAX, which must agree.
+
+The examples are fixed (``derandomize``) and bounded so that the file runs in about a
+minute on two cores; nothing is written to a hypothesis database.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import ExitStack
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.special
+import torch
+import torch.nn.functional as F
+from fuzz_strategies import (
+    LD,
+    NUMERIC,
+    REFUSED,
+    assert_close,
+    axes_for,
+    axis_valid,
+    call,
+    cast_values,
+    eps,
+    expect_error,
+    expect_ok,
+    lay_out,
+    numpy_inputs,
+    shapes,
+    softmax_reference,
+    values,
+    work_dtype,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import softmaxkit as sk
+from softmaxkit import _kernels
+from softmaxkit._backends import _torch as torch_backend
+
+settings.register_profile(
+    "fuzz",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=100,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+FUZZ = settings.get_profile("fuzz")
+
+
+def fuzz(max_examples: int) -> Any:
+    return settings(FUZZ, max_examples=max_examples)
+
+
+NUMPY_PATHS = ("kernels", "portable")
+TORCH_PATHS = ("operators", "fused", "portable")
+
+
+def numpy_path(path: str) -> Any:
+    return _kernels.use(path == "kernels")
+
+
+def torch_path(path: str) -> Any:
+    return torch_backend.use_path(path)
+
+
+# --- the softmax family ---------------------------------------------------------------------
+
+FAMILY = ("softmax", "log_softmax", "logsumexp")
+
+GOOD_TEMPERATURES = st.one_of(
+    st.just(1.0),
+    st.floats(1e-3, 1e3),
+    st.sampled_from([2, np.float32(0.5), np.float64(3.0), 1e-300, 1e300]),
+)
+BAD_TEMPERATURES = st.sampled_from(
+    [0.0, -1.0, math.inf, math.nan, -0.0, "2", None, True, 1j, np.array([1.0, 2.0])]
+)
+
+
+def temperature_valid(t: Any) -> bool:
+    if isinstance(t, (bool, np.bool_, str)) or t is None:
+        return False
+    if isinstance(t, np.ndarray) and t.size != 1:
+        return False
+    try:
+        value = float(t)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(value) and value > 0
+
+
+@st.composite
+def masks(draw: Any, shape: tuple[int, ...]) -> Any:
+    """``where``: None, a boolean array broadcasting to ``shape`` (or a list), or a bad one."""
+    kind = draw(st.sampled_from(["none", "none", "full", "broadcast", "list", "bad"]))
+    if kind == "none":
+        return None
+    if kind == "bad":
+        bad = [
+            np.ones(shape, np.int64),
+            np.ones((*shape, 2), bool),
+            np.ones(tuple(n + 1 for n in shape) or (2,), bool),
+            "yes",
+        ]
+        return draw(st.sampled_from(bad))
+    if kind == "broadcast" and shape:
+        cut = draw(st.integers(0, len(shape)))
+        sub = tuple(1 if draw(st.booleans()) else n for n in shape[cut:])
+    else:
+        sub = shape
+    mask = draw(hnp.arrays(np.bool_, sub))
+    return mask.tolist() if kind == "list" else mask
+
+
+def where_valid(where: Any, shape: tuple[int, ...]) -> bool:
+    if where is None:
+        return True
+    w = np.asarray(where)
+    if w.dtype != np.bool_:
+        return False
+    try:
+        return np.broadcast_shapes(w.shape, shape) == shape
+    except ValueError:
+        return False
+
+
+def _keepdims_valid(k: Any) -> bool:
+    return isinstance(k, (bool, np.bool_))
+
+
+@st.composite
+def family_calls(draw: Any, inputs: Any) -> dict[str, Any]:
+    """One call of softmax, log_softmax or logsumexp, with options good and bad."""
+    x = draw(inputs)
+    name = draw(st.sampled_from(FAMILY), label="function")
+    shape = tuple(np.shape(x))
+    kwargs: dict[str, Any] = {"axis": draw(axes_for(len(shape)), label="axis")}
+    if name != "logsumexp":
+        if draw(st.booleans()):
+            kwargs["temperature"] = draw(
+                st.one_of(GOOD_TEMPERATURES, GOOD_TEMPERATURES, BAD_TEMPERATURES)
+            )
+    elif draw(st.booleans()):
+        kwargs["keepdims"] = draw(st.sampled_from([True, False, np.True_, "no"]))
+    kwargs["where"] = draw(masks(shape))
+    return {"name": name, "x": x, "kwargs": kwargs}
+
+
+def family_invalid(c: dict[str, Any], refused_dtype: bool) -> list[str]:
+    """The arguments of a family call that must be refused (empty: a valid call)."""
+    kwargs, shape = c["kwargs"], tuple(np.shape(c["x"]))
+    bad = []
+    if refused_dtype:
+        bad.append("x")
+    if axis_valid(kwargs["axis"], len(shape)) is None:
+        bad.append("axis")
+    if "temperature" in kwargs and not temperature_valid(kwargs["temperature"]):
+        bad.append("temperature")
+    if "keepdims" in kwargs and not _keepdims_valid(kwargs["keepdims"]):
+        bad.append("keepdims")
+    if not where_valid(kwargs["where"], shape):
+        bad.append("where")
+    return bad
+
+
+def check_family_result(
+    out: Any, c: dict[str, Any], values64: np.ndarray, work: Any, out_dtype: Any, what: str
+) -> None:
+    """``out`` against the long-double reference of ``c``'s call on ``values64``."""
+    name, kwargs = c["name"], c["kwargs"]
+    ndim = values64.ndim
+    axes = axis_valid(kwargs["axis"], ndim)
+    assert axes is not None
+    t = float(kwargs.get("temperature", 1.0))
+    where = kwargs["where"]
+    ref = softmax_reference(values64, axes, t, where, work)
+    got = to_numpy(out)
+    if name == "softmax":
+        # a probability's relative error is its log's absolute error
+        assert_close(got, ref.p, ref.tol_logp * ref.p.astype(LD), out_dtype, what)
+    elif name == "log_softmax":
+        assert_close(got, ref.logp, ref.tol_logp, out_dtype, what)
+    else:
+        keep = bool(kwargs.get("keepdims", False))
+        lse, tol = ref.lse, ref.tol_lse
+        if not keep:
+            lse, tol = np.squeeze(lse, axis=axes), np.squeeze(tol, axis=axes)
+        assert_close(got, lse, tol, out_dtype, what)
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach()
+        if a.dtype == torch.bfloat16:
+            a = a.float()
+        return a.numpy()
+    return np.asarray(a)
+
+
+@fuzz(300)
+@given(c=family_calls(numpy_inputs(dtypes=NUMERIC + REFUSED)))
+def test_family_on_numpy_matches_the_reference_or_refuses(c):
+    """softmax / log_softmax / logsumexp on NumPy, kernels on and off."""
+    x = c["x"]
+    refused = x.dtype.kind not in "biuf"
+    invalid = family_invalid(c, refused)
+    fn = getattr(sk, c["name"])
+    results = {}
+    for path in NUMPY_PATHS:
+        with numpy_path(path):
+            outcome = call(fn, x, **c["kwargs"])
+        what = f"{c['name']} on NumPy ({path}, {x.dtype}, shape {x.shape})"
+        if invalid:
+            expect_error(outcome, what, *invalid)
+            continue
+        out = expect_ok(outcome, what)
+        assert type(out) is np.ndarray, f"{what}: returned {type(out).__name__}"
+        work = work_dtype(x.dtype)
+        out_dtype = work if x.dtype.kind == "f" and x.dtype.itemsize >= 4 else (
+            x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+        )
+        assert out.dtype.newbyteorder("=") == np.dtype(out_dtype).newbyteorder("="), (
+            f"{what}: dtype {out.dtype}, expected {out_dtype}"
+        )
+        values64 = np.asarray(x).astype(work)
+        check_family_result(out, c, values64, work, out_dtype, what)
+        results[path] = out
+    if len(results) == 2:
+        assert_paths_agree(results, c["name"])
+
+
+def assert_paths_agree(results: dict[str, Any], what: str) -> None:
+    """The same NaN pattern and the same sign of every zero on every path."""
+    items = [(k, to_numpy(v).astype(np.float64)) for k, v in results.items()]
+    base_name, base = items[0]
+    for name, other in items[1:]:
+        assert other.shape == base.shape, f"{what}: {name} shape {other.shape} vs {base.shape}"
+        nan = np.isnan(other) != np.isnan(base)
+        assert not nan.any(), f"{what}: NaN on {name} but not on {base_name} (or back) at {np.argwhere(nan)[0]}"
+        zero = (other == 0) & (base == 0) & (np.signbit(other) != np.signbit(base))
+        assert not zero.any(), (
+            f"{what}: {name} and {base_name} disagree on the sign of zero at "
+            f"{tuple(np.argwhere(zero)[0])}: {other[tuple(np.argwhere(zero)[0])]} vs "
+            f"{base[tuple(np.argwhere(zero)[0])]}"
+        )
+
+
+TORCH_DTYPES = (
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.int32,
+    torch.int64,
+    torch.uint8,
+    torch.bool,
+    torch.complex64,
+)
+
+
+@st.composite
+def torch_inputs(draw: Any, *, dtypes: tuple[Any, ...] = TORCH_DTYPES, **kw: Any) -> torch.Tensor:
+    dtype = draw(st.sampled_from(dtypes), label="dtype")
+    base = draw(numpy_inputs(dtypes=(np.float64,), **kw).map(lambda a: np.array(a)))
+    if dtype == torch.bool:
+        t = torch.from_numpy(base > 0)
+    elif dtype in (torch.int32, torch.int64, torch.uint8):
+        np_dtype = {torch.int32: np.int32, torch.int64: np.int64, torch.uint8: np.uint8}[dtype]
+        t = torch.from_numpy(cast_values(base, np_dtype))
+    elif dtype == torch.complex64:
+        t = torch.from_numpy(base).to(dtype)
+    else:
+        t = torch.from_numpy(base).to(dtype)
+    layout = draw(st.sampled_from(["contiguous", "transposed", "strided", "expanded"]))
+    if t.ndim >= 2 and layout == "transposed":
+        t = t.transpose(0, -1).contiguous().transpose(0, -1)
+    elif t.ndim >= 1 and layout == "strided":
+        big = torch.zeros((2 * t.shape[0], *t.shape[1:]), dtype=t.dtype)
+        big[::2] = t
+        t = big[::2]
+    elif t.ndim >= 1 and layout == "expanded" and t.shape[0] > 0:
+        t = t[:1].expand(t.shape)
+    return t
+
+
+def torch_values64(t: torch.Tensor, work: Any) -> np.ndarray:
+    return t.detach().to(torch.float64).numpy().astype(work)
+
+
+@fuzz(200)
+@given(c=family_calls(torch_inputs()), path=st.sampled_from(TORCH_PATHS))
+def test_family_on_torch_matches_the_reference_or_refuses(c, path):
+    x = c["x"]
+    refused = x.dtype.is_complex
+    invalid = family_invalid(c, refused)
+    fn = getattr(sk, c["name"])
+    with torch_path(path):
+        outcome = call(fn, x, **c["kwargs"])
+    what = f"{c['name']} on torch ({path}, {x.dtype}, shape {tuple(x.shape)})"
+    if invalid:
+        expect_error(outcome, what, *invalid)
+        return
+    out = expect_ok(outcome, what)
+    assert isinstance(out, torch.Tensor), f"{what}: returned {type(out).__name__}"
+    floating = x.dtype.is_floating_point
+    expected = x.dtype if floating else torch.get_default_dtype()
+    assert out.dtype == expected, f"{what}: dtype {out.dtype}, expected {expected}"
+    work = np.float32 if x.dtype in (torch.float16, torch.bfloat16, torch.float32) else np.float64
+    if not floating:
+        work = np.float32 if torch.get_default_dtype() == torch.float32 else np.float64
+    out_np = {torch.float16: np.float16, torch.bfloat16: "bfloat16"}.get(x.dtype, work)
+    if out_np == "bfloat16":
+
+        class _B:
+            name = "bfloat16"
+
+        out_np = _B()
+    check_family_result(out, c, torch_values64(x, work), np.dtype(work), out_np, what)
+
+
+# JAX compiles each new shape: a few shapes keep the compilations cached.
+JAX_SHAPES = [(), (0,), (3,), (2, 3), (3, 0), (2, 1, 4)]
+JAX_DTYPES = (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64, jnp.int32, jnp.bool_, jnp.complex64)
+
+
+@st.composite
+def jax_inputs(draw: Any) -> Any:
+    shape = draw(st.sampled_from(JAX_SHAPES))
+    dtype = draw(st.sampled_from(JAX_DTYPES))
+    v = draw(hnp.arrays(np.float64, shape, elements=values()))
+    if dtype == jnp.bool_:
+        return jnp.asarray(v > 0)
+    if dtype == jnp.int32:
+        return jnp.asarray(cast_values(v, np.int32))
+    with np.errstate(all="ignore"):
+        return jnp.asarray(v).astype(dtype)
+
+
+@fuzz(120)
+@given(c=family_calls(jax_inputs()))
+def test_family_on_jax_matches_the_reference_or_refuses(c):
+    x = c["x"]
+    refused = jnp.issubdtype(x.dtype, jnp.complexfloating)
+    invalid = family_invalid(c, refused)
+    fn = getattr(sk, c["name"])
+    outcome = call(fn, x, timeout=30.0, **c["kwargs"])
+    what = f"{c['name']} on JAX ({x.dtype}, shape {x.shape})"
+    if invalid:
+        expect_error(outcome, what, *invalid)
+        return
+    out = expect_ok(outcome, what)
+    assert isinstance(out, jax.Array), f"{what}: returned {type(out).__name__}"
+    floating = jnp.issubdtype(x.dtype, jnp.floating)
+    expected = x.dtype if floating else jnp.float64
+    assert out.dtype == expected, f"{what}: dtype {out.dtype}, expected {expected}"
+    work = np.float32 if x.dtype in (jnp.float16, jnp.bfloat16, jnp.float32) else np.float64
+    out_dtype = {jnp.float16: np.float16}.get(x.dtype, work)
+    if x.dtype == jnp.bfloat16:
+        out_dtype = x.dtype
+    values64 = np.asarray(x.astype(jnp.float64)).astype(work)
+    check_family_result(np.asarray(out.astype(jnp.float64)), c, values64, np.dtype(work), out_dtype, what)
+
+
+@fuzz(150)
+@given(
+    x=numpy_inputs(dtypes=(np.float32, np.float64), min_dims=1, max_side=6),
+    name=st.sampled_from(FAMILY),
+    data=st.data(),
+)
+def test_family_paths_agree_on_the_same_input(x, name, data):
+    """Kernels, portable NumPy, every torch path and JAX: same NaN, same zero signs, close."""
+    axis = data.draw(axes_for(x.ndim, bad=False), label="axis")
+    fn = getattr(sk, name)
+    dense = np.array(x)
+    results = {}
+    for path in NUMPY_PATHS:
+        with numpy_path(path):
+            results[f"numpy-{path}"] = expect_ok(call(fn, x, axis=axis), f"{name} numpy-{path}")
+    for path in TORCH_PATHS:
+        with torch_path(path):
+            results[f"torch-{path}"] = expect_ok(
+                call(fn, torch.from_numpy(dense), axis=axis), f"{name} torch-{path}"
+            )
+    results["jax"] = expect_ok(call(fn, jnp.asarray(dense), axis=axis, timeout=30.0), f"{name} jax")
+    assert_paths_agree(results, f"{name}({dense.dtype} {dense.shape}, axis={axis})")
+    work = dense.dtype
+    c = {"name": name, "kwargs": {"axis": axis, "where": None}}
+    for key, out in results.items():
+        check_family_result(
+            np.asarray(to_numpy(out)), c, dense.astype(work), work, work, f"{name} on {key}"
+        )
