@@ -117,7 +117,12 @@ SPECIALS = (math.inf, -math.inf, math.nan, 0.0, -0.0, 1e308, -1e308, 5e-324, -5e
 
 def values(*, specials: bool = True, nan: bool = True, lo: float = -1e3, hi: float = 1e3):
     """Float64 entries: mostly moderate, sometimes special."""
-    moderate = st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+    moderate = st.one_of(
+        st.floats(lo, hi, allow_nan=False, allow_infinity=False),
+        # small integers: ties, and gaps of 20 to 120 between entries, where a
+        # log-probability near 0 is representable but 1 + exp(-gap) rounds to 1
+        st.integers(max(int(lo), -120), min(int(hi), 5)).map(float),
+    )
     if not specials:
         return moderate
     pool = [s for s in SPECIALS if nan or not math.isnan(s)]
@@ -227,8 +232,14 @@ def numpy_inputs(
     hi: float = 1e3,
 ) -> np.ndarray:
     """A NumPy array of a drawn dtype, shape, values and memory layout."""
-    dtype = draw(st.sampled_from(dtypes), label="dtype")
-    shape = draw(shapes(min_dims, max_dims, min_side, max_side), label="shape")
+    # float32 and float64 drawn most often: they are what the kernels serve
+    common = [d for d in dtypes if d in (np.float32, np.float64)]
+    dtype = draw(st.sampled_from([*dtypes, *common, *common]), label="dtype")
+    if max_dims >= 1 and draw(st.integers(0, 9)) == 0:
+        # now and then a longer row: the kernels switch paths above 16 entries
+        shape = (*draw(shapes(max(min_dims - 1, 0), max_dims - 1, 1, 3)), draw(st.integers(17, 40)))
+    else:
+        shape = draw(shapes(min_dims, max_dims, min_side, max_side), label="shape")
     v = draw(hnp.arrays(np.float64, shape, elements=values(specials=specials, nan=nan, lo=lo, hi=hi)))
     layout = draw(st.sampled_from(LAYOUTS), label="layout")
     axis = draw(st.integers(0, 3))
@@ -332,9 +343,14 @@ def softmax_reference(
         z = (x - m0) / LD(temperature)
         e = np.exp(z)
         s = np.sum(e, axis=axes, keepdims=True)
-        logp = z - np.log(s)
+        # log(s) as log1p(s - 1), with the first max's exp(0) = 1 left out of the sum:
+        # log of a sum near 1 would lose the relative accuracy of a log-probability near 0
+        first = _first_max(z, axes)
+        log_s = np.log1p(np.sum(np.where(first, 0, e), axis=axes, keepdims=True))
+        logp = z - log_s
         p = e / s
-        lse = m0 + np.log(np.sum(np.exp(x - m0), axis=axes, keepdims=True))
+        e1 = np.exp(x - m0)
+        lse = m0 + np.log1p(np.sum(np.where(first, 0, e1), axis=axes, keepdims=True))
         # +inf slices: the +inf entries share the mass
         inf = x == np.inf
         k = np.sum(inf, axis=axes, keepdims=True)
@@ -362,6 +378,19 @@ def softmax_reference(
         tol_logp = factor * ew * (az + spread + off_max)
         tol_lse = factor * ew * (spread + off_max) if temperature == 1 else np.full(shape_kept, np.nan, LD)
     return SoftmaxRef(p, logp, lse, tol_logp, tol_lse)
+
+
+def _first_max(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """One True per slice over ``axes``: the first position of the slice's max."""
+    rest = tuple(a for a in range(z.ndim) if a not in axes)
+    moved = np.transpose(z, (*rest, *axes))
+    size = math.prod(z.shape[a] for a in axes)
+    flat = moved.reshape((*moved.shape[: len(rest)], size))
+    with np.errstate(invalid="ignore"):
+        index = np.argmax(np.where(np.isnan(flat), -np.inf, flat), axis=-1)
+    hot = np.arange(flat.shape[-1]) == index[..., None]
+    inverse = np.argsort((*rest, *axes))
+    return np.transpose(hot.reshape(moved.shape), tuple(inverse))
 
 
 def assert_close(

@@ -180,7 +180,13 @@ def family_invalid(c: dict[str, Any], refused_dtype: bool) -> list[str]:
 
 
 def check_family_result(
-    out: Any, c: dict[str, Any], values64: np.ndarray, work: Any, out_dtype: Any, what: str
+    out: Any,
+    c: dict[str, Any],
+    values64: np.ndarray,
+    work: Any,
+    out_dtype: Any,
+    what: str,
+    flush: float = 0.0,
 ) -> None:
     """``out`` against the long-double reference of ``c``'s call on ``values64``."""
     name, kwargs = c["name"], c["kwargs"]
@@ -190,6 +196,9 @@ def check_family_result(
     t = float(kwargs.get("temperature", 1.0))
     where = kwargs["where"]
     ref = softmax_reference(values64, axes, t, where, work)
+    if flush:
+        ref.tol_logp = ref.tol_logp + 4 * flush / t
+        ref.tol_lse = ref.tol_lse + 4 * flush
     got = to_numpy(out)
     if name == "softmax":
         # a probability's relative error is its log's absolute error
@@ -225,7 +234,10 @@ def test_family_on_numpy_matches_the_reference_or_refuses(c):
     for path in NUMPY_PATHS:
         with numpy_path(path):
             outcome = call(fn, x, **c["kwargs"])
-        what = f"{c['name']} on NumPy ({path}, {x.dtype}, shape {x.shape})"
+        what = (
+            f"{c['name']} on NumPy ({path}, {x.dtype}, shape {x.shape}, strides {x.strides}, "
+            f"aligned {x.flags.aligned}, writeable {x.flags.writeable})"
+        )
         if invalid:
             expect_error(outcome, what, *invalid)
             continue
@@ -277,12 +289,12 @@ TORCH_DTYPES = (
 @st.composite
 def torch_inputs(draw: Any, *, dtypes: tuple[Any, ...] = TORCH_DTYPES, **kw: Any) -> torch.Tensor:
     dtype = draw(st.sampled_from(dtypes), label="dtype")
-    base = draw(numpy_inputs(dtypes=(np.float64,), **kw).map(lambda a: np.array(a)))
+    base = draw(numpy_inputs(dtypes=(np.float64,), **kw).map(lambda a: np.array(a, np.float64)))
     if dtype == torch.bool:
-        t = torch.from_numpy(base > 0)
+        t = torch.from_numpy(np.asarray(base > 0))
     elif dtype in (torch.int32, torch.int64, torch.uint8):
         np_dtype = {torch.int32: np.int32, torch.int64: np.int64, torch.uint8: np.uint8}[dtype]
-        t = torch.from_numpy(cast_values(base, np_dtype))
+        t = torch.from_numpy(np.asarray(cast_values(base, np_dtype)))
     elif dtype == torch.complex64:
         t = torch.from_numpy(base).to(dtype)
     else:
@@ -369,12 +381,15 @@ def test_family_on_jax_matches_the_reference_or_refuses(c):
     floating = jnp.issubdtype(x.dtype, jnp.floating)
     expected = x.dtype if floating else jnp.float64
     assert out.dtype == expected, f"{what}: dtype {out.dtype}, expected {expected}"
-    work = np.float32 if x.dtype in (jnp.float16, jnp.bfloat16, jnp.float32) else np.float64
-    out_dtype = {jnp.float16: np.float16}.get(x.dtype, work)
-    if x.dtype == jnp.bfloat16:
-        out_dtype = x.dtype
+    name = np.dtype(x.dtype).name
+    work = np.float32 if name in ("float16", "bfloat16", "float32") else np.float64
+    out_dtype = x.dtype if name in ("float16", "bfloat16") else work
     values64 = np.asarray(x.astype(jnp.float64)).astype(work)
-    check_family_result(np.asarray(out.astype(jnp.float64)), c, values64, np.dtype(work), out_dtype, what)
+    # XLA on CPU flushes subnormals to zero: an error of the smallest normal float is its own
+    check_family_result(
+        np.asarray(out.astype(jnp.float64)), c, values64, np.dtype(work), out_dtype, what,
+        flush=float(np.finfo(work).tiny),
+    )
 
 
 @fuzz(150)
@@ -387,7 +402,7 @@ def test_family_paths_agree_on_the_same_input(x, name, data):
     """Kernels, portable NumPy, every torch path and JAX: same NaN, same zero signs, close."""
     axis = data.draw(axes_for(x.ndim, bad=False), label="axis")
     fn = getattr(sk, name)
-    dense = np.array(x)
+    dense = np.array(x, dtype=x.dtype.newbyteorder("="))
     results = {}
     for path in NUMPY_PATHS:
         with numpy_path(path):
