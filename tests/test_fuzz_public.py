@@ -420,3 +420,308 @@ def test_family_paths_agree_on_the_same_input(x, name, data):
         check_family_result(
             np.asarray(to_numpy(out)), c, dense.astype(work), work, work, f"{name} on {key}"
         )
+
+
+# --- losses against PyTorch's own functions ---------------------------------------------------
+
+
+@st.composite
+def loss_problems(draw: Any, *, soft_allowed: bool = True, extras: bool = True) -> dict[str, Any]:
+    """A cross-entropy (or NLL) problem in float64 with options good and bad."""
+    c = draw(st.integers(1, 6), label="C")
+    lead = draw(st.sampled_from([(), (0,), (1,), (3,), (2, 2)]), label="rows")
+    layout = draw(st.sampled_from(["last", "torch"]))  # class axis last, or at 1 (N, C, d)
+    if layout == "torch" and len(lead) == 2:
+        shape, axis = (lead[0], c, lead[1]), 1
+    else:
+        shape, axis = (*lead, c), -1
+    logits = draw(hnp.arrays(np.float64, shape, elements=values(specials=False, lo=-30, hi=30)))
+    if logits.size and draw(st.integers(0, 5)) == 0:
+        # one row of NaN (possibly an ignored one): PyTorch's rule decides
+        flat = np.moveaxis(logits, axis, -1).reshape(-1, c)
+        flat[draw(st.integers(0, flat.shape[0] - 1))] = np.nan
+        logits = np.moveaxis(flat.reshape(np.moveaxis(logits, axis, -1).shape), -1, axis)
+    row_shape = tuple(n for i, n in enumerate(shape) if i != axis % len(shape))
+    opts: dict[str, Any] = {"axis": axis}
+    ignore = draw(st.sampled_from([-100, -100, 0, c - 1, -1]))
+    bad_ignore = draw(st.sampled_from([None] * 8 + [True, 1.5, "a", 2**70]))
+    opts["ignore_index"] = ignore if bad_ignore is None else bad_ignore
+    soft = soft_allowed and draw(st.booleans())
+    invalid = []
+    if soft:
+        raw = draw(hnp.arrays(np.float64, shape, elements=st.floats(0, 1)))
+        total = raw.sum(axis=axis, keepdims=True)
+        target = np.where(total > 0, raw / np.where(total > 0, total, 1), 1.0 / c)
+        if draw(st.integers(0, 7)) == 0 and target.size:
+            target = target.copy()
+            target.flat[0] = draw(st.sampled_from([-0.5, 2.0, np.nan]))
+            invalid.append("target")
+    else:
+        target = draw(hnp.arrays(np.int64, row_shape, elements=st.integers(0, c - 1)))
+        if target.size and draw(st.booleans()):
+            target = target.copy()
+            target.flat[draw(st.integers(0, target.size - 1))] = ignore
+        if target.size and draw(st.integers(0, 7)) == 0:
+            target = target.copy()
+            target.flat[0] = draw(st.sampled_from([c, -2, 10**6]))
+            if target.flat[0] != ignore:
+                invalid.append("target")
+        target = target.astype(draw(st.sampled_from([np.int64, np.int32, np.int16])))
+    weight = None
+    if draw(st.booleans()):
+        weight = draw(hnp.arrays(np.float64, (c,), elements=st.floats(0.0, 3.0)))
+        if draw(st.integers(0, 7)) == 0:
+            weight = np.ones(c + 1)
+            invalid.append("weight")
+        opts["weight"] = weight
+    opts["reduction"] = draw(st.sampled_from(["mean", "sum", "none", "mean", "avg"]))
+    if opts["reduction"] == "avg":
+        invalid.append("reduction")
+    if extras:
+        opts["label_smoothing"] = draw(st.sampled_from([0.0, 0.0, 0.1, 1.0, -0.1, 1.5, "x"]))
+        if not 0 <= (opts["label_smoothing"] if isinstance(opts["label_smoothing"], float) else -1) <= 1:
+            invalid.append("label_smoothing")
+        opts["z_loss"] = draw(st.sampled_from([0.0, 0.0, 0.0, 1e-3, -1.0]))
+        if opts["z_loss"] < 0:
+            invalid.append("z_loss")
+        opts["softcap"] = draw(st.sampled_from([None, None, None, 5.0, 0.0]))
+        if opts["softcap"] == 0.0:
+            invalid.append("softcap")
+    if bad_ignore is not None and not isinstance(bad_ignore, int) or isinstance(bad_ignore, bool):
+        invalid.append("ignore_index")
+    return {"logits": logits, "target": target, "opts": opts, "invalid": invalid,
+            "soft": soft, "big_ignore": bad_ignore == 2**70}
+
+
+def torch_cross_entropy(p: dict[str, Any], *, nll: bool = False) -> tuple[Any, Any]:
+    """(loss, dlogits) from PyTorch's own function in float64, z-loss and soft cap composed."""
+    o = p["opts"]
+    x = torch.tensor(p["logits"], dtype=torch.float64, requires_grad=True)
+    axis = o["axis"] % x.ndim
+    xc = x if o.get("softcap") is None else o["softcap"] * torch.tanh(x / o["softcap"])
+    moved = torch.movedim(xc, axis, 1) if x.ndim > 1 else xc
+    t = torch.tensor(p["target"]) if p["soft"] else torch.tensor(p["target"].astype(np.int64))
+    if p["soft"] and x.ndim > 1:
+        t = torch.movedim(t, axis, 1)
+    w = None if o.get("weight") is None else torch.tensor(o["weight"])
+    ignore = o["ignore_index"]
+    if p["soft"] or p["big_ignore"]:
+        ignore = -100  # not used with probabilities; beyond int64 it matches no target
+    if nll:
+        loss = F.nll_loss(moved, t, weight=w, ignore_index=ignore, reduction=o["reduction"])
+    else:
+        loss = F.cross_entropy(
+            moved, t, weight=w, ignore_index=ignore, reduction=o["reduction"],
+            label_smoothing=o.get("label_smoothing", 0.0),
+        )
+    if o.get("z_loss"):
+        lse = torch.logsumexp(xc, dim=axis)
+        kept = torch.ones_like(lse, dtype=torch.bool) if p["soft"] else (t != ignore)
+        rows = torch.where(kept, o["z_loss"] * lse**2, torch.zeros_like(lse))
+        if o["reduction"] == "none":
+            loss = loss + rows
+        elif o["reduction"] == "sum":
+            loss = loss + rows.sum()
+        else:
+            loss = loss + rows.sum() / kept.sum()
+    if x.numel():
+        (g,) = torch.autograd.grad(loss.sum(), x, allow_unused=True)
+        g = torch.zeros_like(x) if g is None else g
+    else:
+        g = torch.zeros_like(x)
+    return loss.detach().numpy(), g.numpy()
+
+
+def refused_big_ignore(outcome: Any, p: dict[str, Any], what: str) -> bool:
+    """An ``ignore_index`` beyond int64 matches no target: a result as without it, or an
+    error naming it, are both right (a raw OverflowError is not)."""
+    if p["big_ignore"] and not outcome.ok:
+        expect_error(outcome, what, "ignore_index")
+        return True
+    return False
+
+
+def assert_loss_close(got: Any, want: Any, dtype: Any, what: str) -> None:
+    got = to_numpy(got).astype(np.float64)
+    want = np.asarray(want, np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape}, expected {want.shape}"
+    nan = np.isnan(got) != np.isnan(want)
+    assert not nan.any(), (
+        f"{what}: NaN pattern differs from PyTorch's at {tuple(np.argwhere(nan)[0])}: "
+        f"got {got[tuple(np.argwhere(nan)[0])]}, PyTorch {want[tuple(np.argwhere(nan)[0])]}"
+    )
+    rtol = 1e-9 if np.dtype(dtype) == np.float64 else 2e-4
+    scale = np.nanmax(np.abs(want), initial=1.0)
+    ok = np.isnan(want) | np.isclose(got, want, rtol=rtol, atol=rtol * scale)
+    assert ok.all(), (
+        f"{what}: differs from PyTorch at {tuple(np.argwhere(~ok)[0])}: got "
+        f"{got[tuple(np.argwhere(~ok)[0])]}, PyTorch {want[tuple(np.argwhere(~ok)[0])]}"
+    )
+
+
+LOSS_DTYPES = (np.float64, np.float32)
+
+
+@fuzz(200)
+@given(p=loss_problems(), dtype=st.sampled_from(LOSS_DTYPES), grad=st.booleans())
+def test_cross_entropy_on_numpy_matches_torch_or_refuses(p, dtype, grad):
+    """cross_entropy and cross_entropy_grad, kernels on and off, against F.cross_entropy."""
+    logits = p["logits"].astype(dtype)
+    fn = sk.cross_entropy_grad if grad else sk.cross_entropy
+    if not p["invalid"]:
+        want_loss, want_grad = torch_cross_entropy(p)
+    for path in NUMPY_PATHS:
+        with numpy_path(path):
+            outcome = call(fn, logits, p["target"], **p["opts"])
+        what = f"{fn.__name__} on NumPy ({path}, {np.dtype(dtype)}, shape {logits.shape})"
+        if p["invalid"]:
+            expect_error(outcome, what, *p["invalid"])
+            continue
+        if refused_big_ignore(outcome, p, what):
+            continue
+        out = expect_ok(outcome, what)
+        loss, dlogits = out if grad else (out, None)
+        assert type(loss) is np.ndarray and loss.dtype == dtype, f"{what}: loss {loss!r}"
+        assert_loss_close(loss, want_loss, dtype, f"{what}: loss")
+        if grad:
+            assert type(dlogits) is np.ndarray and dlogits.dtype == dtype
+            assert_loss_close(dlogits, want_grad, dtype, f"{what}: gradient")
+
+
+@fuzz(120)
+@given(p=loss_problems(), dtype=st.sampled_from(LOSS_DTYPES), grad=st.booleans(),
+       path=st.sampled_from(TORCH_PATHS))
+def test_cross_entropy_on_torch_matches_torch_or_refuses(p, dtype, grad, path):
+    """On tensors: the loss and its autograd gradient (or cross_entropy_grad's)."""
+    logits = torch.tensor(p["logits"].astype(dtype), requires_grad=True)
+    target = torch.from_numpy(np.array(p["target"]))
+    opts = dict(p["opts"])
+    if opts.get("weight") is not None:
+        opts["weight"] = torch.from_numpy(np.array(opts["weight"]).astype(dtype))
+    fn = sk.cross_entropy_grad if grad else sk.cross_entropy
+    with torch_path(path):
+        outcome = call(fn, logits, target, **opts)
+        what = f"{fn.__name__} on torch ({path}, {np.dtype(dtype)}, shape {tuple(logits.shape)})"
+        if p["invalid"]:
+            expect_error(outcome, what, *p["invalid"])
+            return
+        want_loss, want_grad = torch_cross_entropy(p)
+        if refused_big_ignore(outcome, p, what):
+            return
+        out = expect_ok(outcome, what)
+        if grad:
+            loss, dlogits = out
+        else:
+            loss = out
+            dlogits = (
+                torch.autograd.grad(loss.sum(), logits)[0]
+                if logits.numel() and loss.requires_grad
+                else torch.zeros_like(logits)
+            )
+    assert isinstance(loss, torch.Tensor) and loss.dtype == logits.dtype, f"{what}: {loss!r}"
+    assert_loss_close(loss, want_loss, dtype, f"{what}: loss")
+    assert_loss_close(dlogits, want_grad, dtype, f"{what}: gradient")
+
+
+@fuzz(60)
+@given(p=loss_problems(), grad=st.booleans())
+def test_cross_entropy_on_jax_matches_torch_or_refuses(p, grad):
+    logits = jnp.asarray(p["logits"])
+    target = jnp.asarray(p["target"])
+    opts = dict(p["opts"])
+    if opts.get("weight") is not None:
+        opts["weight"] = jnp.asarray(opts["weight"])
+    fn = sk.cross_entropy_grad if grad else sk.cross_entropy
+    outcome = call(fn, logits, target, timeout=30.0, **opts)
+    what = f"{fn.__name__} on JAX (shape {logits.shape})"
+    if p["invalid"]:
+        expect_error(outcome, what, *p["invalid"])
+        return
+    want_loss, want_grad = torch_cross_entropy(p)
+    if refused_big_ignore(outcome, p, what):
+        return
+    out = expect_ok(outcome, what)
+    if grad:
+        loss, dlogits = out
+    else:
+        loss = out
+        if logits.size:
+            dlogits = jax.grad(lambda z: jnp.sum(sk.cross_entropy(z, target, **opts)))(logits)
+        else:
+            dlogits = jnp.zeros_like(logits)
+    assert_loss_close(loss, want_loss, np.float64, f"{what}: loss")
+    assert_loss_close(dlogits, want_grad, np.float64, f"{what}: gradient")
+
+
+@fuzz(150)
+@given(p=loss_problems(soft_allowed=False, extras=False), dtype=st.sampled_from(LOSS_DTYPES),
+       grad=st.booleans(), kind=st.sampled_from(["numpy", "torch"]))
+def test_nll_loss_matches_torch_or_refuses(p, dtype, grad, kind):
+    log_probs = p["logits"].astype(dtype)
+    fn = sk.nll_loss_grad if grad else sk.nll_loss
+    target, opts = p["target"], dict(p["opts"])
+    if kind == "torch":
+        log_probs, target = torch.from_numpy(log_probs), torch.from_numpy(np.array(target))
+        if opts.get("weight") is not None:
+            opts["weight"] = torch.from_numpy(opts["weight"].astype(dtype))
+    outcome = call(fn, log_probs, target, **opts)
+    what = f"{fn.__name__} on {kind} ({np.dtype(dtype)}, shape {tuple(log_probs.shape)})"
+    if p["invalid"]:
+        expect_error(outcome, what, *p["invalid"])
+        return
+    want_loss, want_grad = torch_cross_entropy(p, nll=True)
+    if refused_big_ignore(outcome, p, what):
+        return
+    out = expect_ok(outcome, what)
+    loss = out[0] if grad else out
+    assert_loss_close(loss, want_loss, dtype, f"{what}: loss")
+    if grad:
+        assert_loss_close(out[1], want_grad, dtype, f"{what}: gradient")
+
+
+@fuzz(150)
+@given(data=st.data(), dtype=st.sampled_from(LOSS_DTYPES), grad=st.booleans(),
+       kind=st.sampled_from(["numpy-kernels", "numpy-portable", "torch", "jax"]))
+def test_binary_cross_entropy_matches_torch_or_refuses(data, dtype, grad, kind):
+    shape = data.draw(shapes(0, 3, 0, 4), label="shape")
+    x = data.draw(hnp.arrays(np.float64, shape, elements=values(specials=False, lo=-50, hi=50)))
+    y = data.draw(hnp.arrays(np.float64, shape, elements=st.floats(0, 1)))
+    invalid = []
+    if y.size and data.draw(st.integers(0, 7)) == 0:
+        y = y.copy()
+        y.flat[0] = data.draw(st.sampled_from([-0.1, 1.5, np.nan]))
+        invalid.append("target")
+    opts: dict[str, Any] = {"reduction": data.draw(st.sampled_from(["mean", "sum", "none", "max"]))}
+    if opts["reduction"] == "max":
+        invalid.append("reduction")
+    for name in ("weight", "pos_weight"):
+        if data.draw(st.booleans()):
+            sub = shape[data.draw(st.integers(0, len(shape))):]
+            opts[name] = data.draw(hnp.arrays(np.float64, sub, elements=st.floats(0, 3)))
+            if data.draw(st.integers(0, 7)) == 0:
+                opts[name] = np.ones((*shape, 2))
+                invalid.append(name)
+    want_loss = want_grad = None
+    if not invalid:
+        xt = torch.tensor(x, requires_grad=True)
+        kw = {k: torch.tensor(v) for k, v in opts.items() if k != "reduction"}
+        ref = F.binary_cross_entropy_with_logits(xt, torch.tensor(y), reduction=opts["reduction"], **kw)
+        want_loss = ref.detach().numpy()
+        want_grad = torch.autograd.grad(ref.sum(), xt)[0].numpy() if x.size else np.zeros(shape)
+    conv = {"torch": torch.from_numpy, "jax": jnp.asarray}.get(kind, lambda a: a)
+    args = [conv(np.asarray(x.astype(dtype))), conv(np.asarray(y))]
+    kwargs = {k: (conv(np.asarray(v)) if k != "reduction" else v) for k, v in opts.items()}
+    fn = sk.binary_cross_entropy_with_logits_grad if grad else sk.binary_cross_entropy_with_logits
+    with ExitStack() as stack:
+        if kind.startswith("numpy"):
+            stack.enter_context(numpy_path(kind.split("-")[1]))
+        outcome = call(fn, *args, timeout=30.0, **kwargs)
+    what = f"{fn.__name__} on {kind} ({np.dtype(dtype)}, shape {shape})"
+    if invalid:
+        expect_error(outcome, what, *invalid)
+        return
+    out = expect_ok(outcome, what)
+    loss = out[0] if grad else out
+    assert_loss_close(loss, want_loss, dtype, f"{what}: loss")
+    if grad:
+        assert_loss_close(out[1], want_grad, dtype, f"{what}: gradient")
