@@ -439,8 +439,11 @@ def loss_problems(draw: Any, *, soft_allowed: bool = True, extras: bool = True) 
     if logits.size and draw(st.integers(0, 5)) == 0:
         # one row of NaN (possibly an ignored one): PyTorch's rule decides
         flat = np.moveaxis(logits, axis, -1).reshape(-1, c)
-        flat[draw(st.integers(0, flat.shape[0] - 1))] = np.nan
+        nan_row = draw(st.integers(0, flat.shape[0] - 1))
+        flat[nan_row] = np.nan
         logits = np.moveaxis(flat.reshape(np.moveaxis(logits, axis, -1).shape), -1, axis)
+    else:
+        nan_row = None
     row_shape = tuple(n for i, n in enumerate(shape) if i != axis % len(shape))
     opts: dict[str, Any] = {"axis": axis}
     ignore = draw(st.sampled_from([-100, -100, 0, c - 1, -1]))
@@ -466,6 +469,9 @@ def loss_problems(draw: Any, *, soft_allowed: bool = True, extras: bool = True) 
             target.flat[0] = draw(st.sampled_from([c, -2, 10**6]))
             if target.flat[0] != ignore:
                 invalid.append("target")
+        if nan_row is not None and "target" not in invalid and draw(st.booleans()):
+            target = target.copy()
+            target.flat[nan_row] = ignore  # an ignored row of NaN (issue 17, item 2)
         target = target.astype(draw(st.sampled_from([np.int64, np.int32, np.int16])))
     weight = None
     if draw(st.booleans()):
@@ -725,3 +731,154 @@ def test_binary_cross_entropy_matches_torch_or_refuses(data, dtype, grad, kind):
     assert_loss_close(loss, want_loss, dtype, f"{what}: loss")
     if grad:
         assert_loss_close(out[1], want_grad, dtype, f"{what}: gradient")
+
+
+# --- samplers and candidate sampling ----------------------------------------------------------
+
+from softmaxkit import sampling  # noqa: E402
+
+
+@st.composite
+def samplers(draw: Any) -> tuple[Any, list[str], int | None]:
+    """``(constructor call, the arguments it must refuse, number of classes)``."""
+    kind = draw(st.sampled_from(["uniform", "loguniform", "unigram", "unigram"]))
+    if kind != "unigram":
+        v = draw(st.one_of(st.integers(1, 40), st.sampled_from([0, -1, 1.5, "3", True, 2**64])))
+        ok = isinstance(v, int) and not isinstance(v, bool) and 1 <= v < 2**63
+        cls = sampling.UniformSampler if kind == "uniform" else sampling.LogUniformSampler
+        return (lambda: cls(v)), ([] if ok else ["num_classes"]), (v if ok else None)
+    n = draw(st.integers(1, 12))
+    counts = draw(
+        hnp.arrays(
+            np.float64,
+            (n,),
+            elements=st.one_of(
+                st.floats(0, 100),
+                st.sampled_from([0.0, 1.0, 1e10, 1e12, 1e300, 1e-300, 5e-324]),
+            ),
+        )
+    )
+    bad = []
+    if not (counts > 0).any():
+        bad.append("counts")
+    if draw(st.integers(0, 7)) == 0:
+        counts = draw(st.sampled_from([np.array([-1.0, 2.0]), np.array([np.nan]), np.zeros((2, 2)), np.array([])]))
+        bad = ["counts"]
+    distortion = draw(
+        st.one_of(
+            st.floats(-3, 3),
+            st.sampled_from([0.0, 0.75, 1.0, 3.0, 100.0, math.inf, None, "x"]),
+        )
+    )
+    if not isinstance(distortion, float) or not math.isfinite(distortion):
+        bad.append("distortion")
+    return (lambda: sampling.UnigramSampler(counts, distortion=distortion)), bad, len(counts)
+
+
+@fuzz(250)
+@given(s=samplers(), data=st.data())
+def test_samplers_return_valid_samples_or_refuse(s, data):
+    make, bad, v = s
+    outcome = call(make, timeout=2.0)
+    if bad:
+        expect_error(outcome, "sampler constructor", *bad)
+        return
+    sampler = expect_ok(outcome, "sampler constructor")
+    p_all = sampler.probability(np.arange(v))
+    assert np.all((p_all >= 0) & (p_all <= 1)), f"{sampler!r}: probabilities {p_all}"
+    assert abs(p_all.sum() - 1) < 1e-12, f"{sampler!r}: probabilities sum to {p_all.sum()}"
+    support = int((p_all > 0).sum())
+    num = data.draw(st.one_of(st.integers(1, v + 3), st.sampled_from([0, -1, 1.5])), label="num")
+    unique = data.draw(st.booleans(), label="unique")
+    true = data.draw(
+        st.one_of(
+            st.none(),
+            hnp.arrays(np.int64, st.sampled_from([(0,), (3,), (2, 2)]), elements=st.integers(0, v - 1)),
+            st.sampled_from([np.array([v]), np.array([-1]), np.array([0.5])]),
+        ),
+        label="true_classes",
+    )
+    rng = data.draw(st.sampled_from([0, 1, np.random.default_rng(2), -1, "a"]), label="rng")
+    invalid = []
+    if not isinstance(num, int) or num < 1:
+        invalid.append("num_sampled")
+    elif unique and num > support:
+        invalid.append("num_sampled")
+    if true is not None and (true.dtype.kind != "i" or ((true < 0) | (true >= v)).any()):
+        invalid.append("true_classes")
+    if isinstance(rng, str) or (isinstance(rng, int) and rng < 0):
+        invalid.append("rng")
+    outcome = call(sampler.sample, num, true_classes=true, unique=unique, rng=rng, timeout=2.0)
+    what = f"{sampler!r}.sample({num}, unique={unique}, true_classes={true!r}, rng={rng!r})"
+    if invalid:
+        expect_error(outcome, what, *invalid)
+        return
+    sampled, true_count, sampled_count = expect_ok(outcome, what)
+    assert sampled.shape == (num,) and sampled.dtype == np.int64, f"{what}: {sampled!r}"
+    assert ((sampled >= 0) & (sampled < v)).all(), f"{what}: classes {sampled}"
+    assert (p_all[sampled] > 0).all(), f"{what}: drew a class of probability 0: {sampled}"
+    if unique:
+        assert len(set(sampled.tolist())) == num, f"{what}: repeats {sampled}"
+    top = 1.0 if unique else float(num)
+    for counts in (sampled_count, true_count):
+        if counts is not None:
+            assert np.all(np.isfinite(counts) & (counts >= 0) & (counts <= top * (1 + 1e-12))), (
+                f"{what}: expected counts {counts}"
+            )
+    if true is None:
+        assert true_count is None
+    else:
+        assert true_count.shape == true.shape, f"{what}: true counts of shape {true_count.shape}"
+
+
+CANDIDATE_KINDS = ("numpy", "torch", "jax")
+
+
+@fuzz(120)
+@given(data=st.data(), kind=st.sampled_from(CANDIDATE_KINDS),
+       fn=st.sampled_from(["sampled_softmax_loss", "nce_loss", "sampled_logits"]))
+def test_candidate_losses_are_finite_and_agree_with_cross_entropy(data, kind, fn):
+    v = data.draw(st.integers(2, 20), label="V")
+    d = data.draw(st.integers(1, 4), label="D")
+    b = data.draw(st.sampled_from([0, 1, 3]), label="B")
+    num_true = data.draw(st.sampled_from([1, 1, 2]), label="num_true")
+    num_sampled = data.draw(st.integers(1, v), label="num_sampled")
+    elements = st.floats(-3, 3)
+    w = data.draw(hnp.arrays(np.float64, (v, d), elements=elements))
+    bias = data.draw(st.one_of(st.none(), hnp.arrays(np.float64, (v,), elements=elements)))
+    x = data.draw(hnp.arrays(np.float64, (b, d), elements=elements))
+    labels = data.draw(hnp.arrays(np.int64, (b, num_true), elements=st.integers(0, v - 1)))
+    if num_true == 1 and data.draw(st.booleans()):
+        labels = labels[:, 0]
+    opts = {
+        "remove_accidental_hits": data.draw(st.booleans()),
+        "subtract_log_q": data.draw(st.booleans()),
+    }
+    sampler = data.draw(st.sampled_from([None, "uniform", "unigram"]))
+    if sampler == "uniform":
+        opts["sampler"] = sampling.UniformSampler(v)
+    elif sampler == "unigram":
+        opts["sampler"] = sampling.UnigramSampler(np.arange(1, v + 1), distortion=0.75)
+    conv = {"torch": torch.from_numpy, "jax": jnp.asarray}.get(kind, np.asarray)
+    args = [conv(w), None if bias is None else conv(bias), conv(np.asarray(labels)), conv(x)]
+    outcome = call(getattr(sk, fn), *args, num_sampled=num_sampled, num_true=num_true, rng=0,
+                   timeout=30.0, **opts)
+    what = f"{fn} on {kind} (V={v}, D={d}, B={b}, num_true={num_true}, num_sampled={num_sampled})"
+    out = expect_ok(outcome, what)
+    if fn == "sampled_logits":
+        logits, targets = (to_numpy(o) for o in out)
+        assert logits.shape == targets.shape == (b, num_true + num_sampled), f"{what}: {logits.shape}"
+        assert not np.isnan(logits).any() and np.isfinite(targets).all(), f"{what}: {logits}"
+        assert np.allclose(targets.sum(axis=-1), 1.0), f"{what}: targets {targets}"
+        return
+    loss = to_numpy(out)
+    assert loss.shape == (b,), f"{what}: loss of shape {loss.shape}"
+    assert np.isfinite(loss).all() and (loss >= -1e-12).all(), f"{what}: loss {loss}"
+    # the same sample through sampled_logits and a cross-entropy of the logits
+    if fn == "sampled_softmax_loss" and b:
+        logits, targets = sk.sampled_logits(*args, num_sampled=num_sampled, num_true=num_true,
+                                            rng=0, **opts)
+        lp = to_numpy(sk.log_softmax(logits))
+        t = to_numpy(targets)
+        want = -np.sum(np.where(t > 0, t * lp, 0.0), axis=-1)
+        np.testing.assert_allclose(loss, want, rtol=1e-9, atol=1e-12, err_msg=what)
