@@ -882,3 +882,107 @@ def test_candidate_losses_are_finite_and_agree_with_cross_entropy(data, kind, fn
         t = to_numpy(targets)
         want = -np.sum(np.where(t > 0, t * lp, 0.0), axis=-1)
         np.testing.assert_allclose(loss, want, rtol=1e-9, atol=1e-12, err_msg=what)
+
+
+# --- linear cross-entropy -------------------------------------------------------------------
+
+
+@fuzz(120)
+@given(data=st.data(), kind=st.sampled_from(["numpy", "torch", "jax"]), grad=st.booleans())
+def test_linear_cross_entropy_matches_torch_or_refuses(data, kind, grad):
+    """``cross_entropy(inputs @ weight.T + bias, targets)`` by PyTorch, or a named error."""
+    n = data.draw(st.sampled_from([0, 1, 3]), label="N")
+    d = data.draw(st.integers(1, 4), label="D")
+    v = data.draw(st.sampled_from([0, 1, 2, 5]), label="V")
+    el = st.floats(-3, 3)
+    x = data.draw(hnp.arrays(np.float64, (n, d), elements=el))
+    w = data.draw(hnp.arrays(np.float64, (v, d), elements=el))
+    t = data.draw(hnp.arrays(np.int64, (n,), elements=st.integers(0, max(v - 1, 0))))
+    if n and data.draw(st.booleans()):
+        t = t.copy()
+        t[0] = -100
+    bias = data.draw(st.one_of(st.none(), hnp.arrays(np.float64, (v,), elements=el)))
+    opts: dict[str, Any] = {
+        "reduction": data.draw(st.sampled_from(["mean", "sum", "none"])),
+        "label_smoothing": data.draw(st.sampled_from([0.0, 0.2])),
+        "chunk_size": data.draw(st.sampled_from([None, None, 1, 2, -5, "a", 0])),
+    }
+    invalid = []
+    if opts["chunk_size"] in (-5, "a", 0):
+        invalid.append("chunk_size")
+    if v == 0 and n and (t != -100).any():
+        invalid.append("targets")  # no class for a kept row to be
+    shape_bad = data.draw(st.sampled_from([None] * 6 + ["bias", "inputs", "weight"]))
+    if shape_bad == "bias":
+        bias = np.zeros(1 if v != 1 else 2)
+    elif shape_bad == "inputs":
+        x = np.zeros((n, d, 1))
+    elif shape_bad == "weight":
+        w = np.zeros((v, d + 1))
+    if shape_bad:
+        invalid.append(shape_bad)
+    conv = {"torch": torch.from_numpy, "jax": jnp.asarray}.get(kind, np.asarray)
+    fn = sk.linear_cross_entropy_grad if grad else sk.linear_cross_entropy
+    args = [conv(x), conv(w), conv(t)]
+    outcome = call(fn, *args, bias=None if bias is None else conv(bias), timeout=30.0, **opts)
+    what = f"{fn.__name__} on {kind} (N={n}, D={d}, V={v}, {opts})"
+    if kind == "jax" and grad:
+        invalid.append("inputs")  # documented: on JAX, jax.grad of linear_cross_entropy
+    if invalid:
+        expect_error(outcome, what, *invalid)
+        return
+    out = expect_ok(outcome, what)
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True)
+    bt = None if bias is None else torch.tensor(bias, requires_grad=True)
+    logits = xt @ wt.T + (0 if bt is None else bt)
+    ref = F.cross_entropy(logits, torch.tensor(t), reduction=opts["reduction"],
+                          label_smoothing=opts["label_smoothing"])
+    loss = out[0] if grad else out
+    assert_loss_close(loss, ref.detach().numpy(), np.float64, f"{what}: loss")
+    if grad and x.size and w.size:
+        wanted = [a for a in (xt, wt, bt) if a is not None]
+        grads = torch.autograd.grad(ref.sum(), wanted, allow_unused=True)
+        for name, got, want in zip(("inputs", "weight", "bias"), out[1:], grads):
+            want = np.zeros(tuple(got.shape)) if want is None else want.numpy()
+            assert_loss_close(got, want, np.float64, f"{what}: d_{name}")
+
+
+# --- calibration ------------------------------------------------------------------------------
+
+
+@fuzz(100)
+@given(data=st.data())
+def test_calibration_functions_return_finite_results_or_refuse(data):
+    n = data.draw(st.integers(0, 20), label="N")
+    c = data.draw(st.integers(1, 5), label="C")
+    logits = data.draw(
+        hnp.arrays(np.float64, (n, c), elements=st.one_of(
+            st.floats(-50, 50), st.sampled_from([1e308, -1e308, 0.0, 1e-300])))
+    )
+    labels = data.draw(hnp.arrays(np.int64, (n,), elements=st.integers(0, c - 1)))
+    invalid = []
+    if n == 0:
+        invalid = ["logits", "labels", "probs"]
+    outcome = call(sk.fit_temperature, logits, labels, timeout=10.0)
+    what = f"fit_temperature(logits of shape {logits.shape})"
+    if outcome.ok:
+        t = float(outcome.value)
+        assert math.isfinite(t) and t > 0, f"{what}: temperature {t}"
+    probs = sk.softmax(logits)
+    n_bins = data.draw(st.sampled_from([1, 15, 0, -1, 2.5]), label="n_bins")
+    norm = data.draw(st.sampled_from(["l1", "l2", "max", "L3"]), label="norm")
+    bad = list(invalid)
+    if n_bins not in (1, 15):
+        bad.append("n_bins")
+    if norm == "L3":
+        bad.append("norm")
+    outcome = call(sk.expected_calibration_error, probs, labels, n_bins=n_bins, norm=norm)
+    what = f"expected_calibration_error(probs {probs.shape}, n_bins={n_bins!r}, norm={norm!r})"
+    if bad:
+        if not outcome.ok:
+            expect_error(outcome, what, *bad)
+            return
+        assert n == 0 and n_bins in (1, 15) and norm != "L3", f"{what}: accepted {outcome.value}"
+    ece = float(expect_ok(outcome, what))
+    assert (math.isnan(ece) and n == 0) or 0 <= ece <= 1, f"{what}: {ece}"
