@@ -240,7 +240,9 @@ def numpy_inputs(
         shape = (*draw(shapes(max(min_dims - 1, 0), max_dims - 1, 1, 3)), draw(st.integers(17, 40)))
     else:
         shape = draw(shapes(min_dims, max_dims, min_side, max_side), label="shape")
-    v = draw(hnp.arrays(np.float64, shape, elements=values(specials=specials, nan=nan, lo=lo, hi=hi)))
+    v = draw(
+        hnp.arrays(np.float64, shape, elements=values(specials=specials, nan=nan, lo=lo, hi=hi))
+    )
     layout = draw(st.sampled_from(LAYOUTS), label="layout")
     axis = draw(st.integers(0, 3))
     return lay_out(cast_values(v, dtype), layout, axis)
@@ -376,7 +378,11 @@ def softmax_reference(
         spread = np.sum(pz * az, axis=axes, keepdims=True)
         off_max = np.clip(1 - np.max(pz, axis=axes, keepdims=True), 0, 1)
         tol_logp = factor * ew * (az + spread + off_max)
-        tol_lse = factor * ew * (spread + off_max) if temperature == 1 else np.full(shape_kept, np.nan, LD)
+        tol_lse = (
+            factor * ew * (spread + off_max)
+            if temperature == 1
+            else np.full(shape_kept, np.nan, LD)
+        )
     return SoftmaxRef(p, logp, lse, tol_logp, tol_lse)
 
 
@@ -416,7 +422,9 @@ def assert_close(
         else:
             rounded = want
     bad_nan = np.isnan(got) != np.isnan(rounded)
-    assert not bad_nan.any(), _mismatch(got, want, bad_nan, what, "NaN where the reference has none, or none where it has NaN")
+    assert not bad_nan.any(), _mismatch(
+        got, want, bad_nan, what, "NaN where the reference has none, or none where it has NaN"
+    )
     inf_got = np.isinf(got)
     inf_want = np.isinf(rounded)
     both = inf_got & inf_want
