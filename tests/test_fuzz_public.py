@@ -1050,3 +1050,43 @@ def test_calibration_functions_return_finite_results_or_refuse(data):
         assert n == 0 and n_bins in (1, 15) and norm != "L3", f"{what}: accepted {outcome.value}"
     ece = float(expect_ok(outcome, what))
     assert (math.isnan(ece) and n == 0) or 0 <= ece <= 1, f"{what}: {ece}"
+
+
+# --- softmaxkit.nn: settings ------------------------------------------------------------------
+
+from softmaxkit import nn  # noqa: E402
+
+BAD_SETTINGS = st.sampled_from([0, -1, 2.5, "3", None, math.nan, True, [2]])
+
+
+@fuzz(80)
+@given(
+    layer=st.sampled_from(["Dense", "Dropout", "SGD", "Adam", "Sequential"]),
+    value=st.one_of(BAD_SETTINGS, st.integers(1, 5), st.floats(0.0, 0.9)),
+)
+def test_nn_constructors_build_or_refuse_by_name(layer, value):
+    """A layer or optimizer built from a setting either works or names the setting."""
+    if layer == "Dense":
+        outcome = call(nn.Dense, value, 2, rng=0)
+        good = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        names = ("in_features", "fan_in")
+    elif layer == "Dropout":
+        outcome = call(nn.Dropout, value, rng=0)
+        good = isinstance(value, (int, float)) and not isinstance(value, bool)
+        good = good and 0 <= value < 1
+        names = ("rate",)
+    elif layer == "Sequential":
+        outcome = call(nn.Sequential, value)
+        good, names = False, ()
+    else:
+        outcome = call(getattr(nn, layer), lr=value)
+        good = isinstance(value, (int, float)) and not isinstance(value, bool)
+        good = good and math.isfinite(value) and value > 0
+        names = ("lr",)
+    what = f"nn.{layer}({value!r})"
+    if good:
+        expect_ok(outcome, what)
+    elif layer == "Sequential":
+        expect_error(outcome, what)  # a Sequential of a number: any message naming it
+    else:
+        expect_error(outcome, what, *names)
