@@ -1090,3 +1090,57 @@ def test_nn_constructors_build_or_refuse_by_name(layer, value):
         expect_error(outcome, what)  # a Sequential of a number: any message naming it
     else:
         expect_error(outcome, what, *names)
+
+
+# --- autograd of the family against the backward products -------------------------------------
+
+
+@fuzz(100)
+@given(
+    x=numpy_inputs(
+        dtypes=(np.float64,), min_dims=1, max_dims=2, min_side=1, max_side=4, lo=-30, hi=30
+    ).map(lambda a: np.array(a, np.float64)),
+    name=st.sampled_from(FAMILY),
+    kind=st.sampled_from(["torch-operators", "torch-fused", "torch-portable", "jax"]),
+    data=st.data(),
+)
+def test_autograd_of_the_family_equals_the_backward_products(x, name, kind, data):
+    """torch autograd and jax.grad give ``softmax_backward`` / ``log_softmax_backward`` /
+    ``g * softmax``, with gradient 0 (never NaN) outside slices that hold NaN."""
+    x = np.where(x == np.inf, 0.0, x)  # +inf entries: no gradient rule is promised
+    where = data.draw(st.one_of(st.none(), hnp.arrays(np.bool_, x.shape)), label="where")
+    axis = -1
+    kw: dict[str, Any] = {"axis": axis, "where": where}
+    with numpy_path("portable"):
+        p = sk.softmax(x, **kw)
+        out_shape = sk.logsumexp(x, **kw).shape if name == "logsumexp" else x.shape
+    g = data.draw(hnp.arrays(np.float64, out_shape, elements=st.floats(-2, 2)), label="g")
+    with numpy_path("portable"):
+        if name == "softmax":
+            want = sk.softmax_backward(g, p, axis=axis)
+        elif name == "log_softmax":
+            want = sk.log_softmax_backward(g, sk.log_softmax(x, **kw), axis=axis)
+        else:
+            want = np.expand_dims(g, axis) * p
+    fn = getattr(sk, name)
+    what = f"autograd of {name} on {kind} (shape {x.shape}, where {where is not None})"
+    if kind == "jax":
+        jwhere = None if where is None else jnp.asarray(where)
+        _, vjp = jax.vjp(lambda z: fn(z, axis=axis, where=jwhere), jnp.asarray(x))
+        got = np.asarray(vjp(jnp.asarray(g))[0])
+    else:
+        xt = torch.tensor(x, requires_grad=True)
+        twhere = None if where is None else torch.from_numpy(where)
+        with torch_path(kind.split("-")[1]):
+            out = expect_ok(call(fn, xt, axis=axis, where=twhere), what)
+        got = torch.autograd.grad(out, xt, torch.from_numpy(g), allow_unused=True)[0]
+        got = np.zeros_like(x) if got is None else got.numpy()
+    valid = x if where is None else np.where(where, x, 0.0)
+    nan_slice = np.isnan(valid).any(axis=axis, keepdims=True) & np.ones_like(x, bool)
+    bad_nan = np.isnan(got) & ~nan_slice
+    assert not bad_nan.any(), f"{what}: NaN gradient at {tuple(np.argwhere(bad_nan)[0])}"
+    ok = nan_slice | np.isclose(got, want, rtol=1e-9, atol=1e-12)
+    assert ok.all(), (
+        f"{what}: gradient {got[~ok][:3]} where the backward product gives {want[~ok][:3]} "
+        f"(x = {x.tolist()}, where = {None if where is None else where.tolist()})"
+    )
