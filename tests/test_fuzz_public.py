@@ -405,7 +405,7 @@ def test_family_on_jax_matches_the_reference_or_refuses(c):
     )
 
 
-@fuzz(150)
+@fuzz(100)
 @given(
     x=numpy_inputs(dtypes=(np.float32, np.float64), min_dims=1, max_side=6),
     name=st.sampled_from(FAMILY),
@@ -657,7 +657,7 @@ def test_cross_entropy_on_torch_matches_torch_or_refuses(p, dtype, grad, path):
     assert_loss_close(dlogits, want_grad, dtype, f"{what}: gradient")
 
 
-@fuzz(60)
+@fuzz(30)
 @given(p=loss_problems(), grad=st.booleans())
 def test_cross_entropy_on_jax_matches_torch_or_refuses(p, grad):
     logits = jnp.asarray(p["logits"])
@@ -878,7 +878,7 @@ def test_samplers_return_valid_samples_or_refuse(s, data):
 CANDIDATE_KINDS = ("numpy", "torch", "jax")
 
 
-@fuzz(120)
+@fuzz(60)
 @given(
     data=st.data(),
     kind=st.sampled_from(CANDIDATE_KINDS),
@@ -1012,7 +1012,7 @@ def test_linear_cross_entropy_matches_torch_or_refuses(data, kind, grad):
 # --- calibration ------------------------------------------------------------------------------
 
 
-@fuzz(100)
+@fuzz(60)
 @given(data=st.data())
 def test_calibration_functions_return_finite_results_or_refuse(data):
     n = data.draw(st.integers(0, 20), label="N")
@@ -1095,7 +1095,7 @@ def test_nn_constructors_build_or_refuse_by_name(layer, value):
 # --- autograd of the family against the backward products -------------------------------------
 
 
-@fuzz(100)
+@fuzz(50)
 @given(
     x=numpy_inputs(
         dtypes=(np.float64,), min_dims=1, max_dims=2, min_side=1, max_side=4, lo=-30, hi=30
