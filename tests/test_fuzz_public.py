@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 import torch
 import torch.nn.functional as F
 from fuzz_strategies import (
@@ -32,6 +33,7 @@ from fuzz_strategies import (
     axis_valid,
     call,
     cast_values,
+    eps,
     expect_error,
     expect_ok,
     numpy_inputs,
@@ -1152,3 +1154,30 @@ def test_autograd_of_the_family_equals_the_backward_products(x, name, kind, data
         f"{what}: gradient {got[~ok][:3]} where the backward product gives {want[~ok][:3]} "
         f"(x = {x.tolist()}, where = {None if where is None else where.tolist()})"
     )
+
+
+# --- the logistic function against SciPy --------------------------------------------------------
+
+
+@fuzz(100)
+@given(
+    x=numpy_inputs(dtypes=(np.float16, np.float32, np.float64, np.int32, np.bool_), max_side=4),
+    name=st.sampled_from(["sigmoid", "log_sigmoid"]),
+    kind=st.sampled_from(["numpy", "torch", "jax"]),
+)
+def test_sigmoid_and_log_sigmoid_match_scipy(x, name, kind):
+    dense = np.array(x, dtype=x.dtype.newbyteorder("="))
+    arg = {"torch": torch.from_numpy, "jax": jnp.asarray}.get(kind, lambda a: x)(dense)
+    out = expect_ok(call(getattr(sk, name), arg, timeout=30.0), f"{name} on {kind}")
+    floating = dense.dtype.kind == "f"
+    default = torch.get_default_dtype() if kind == "torch" else None
+    work = np.float32 if default == torch.float32 and not floating else np.float64
+    if floating:
+        work = np.float32 if dense.dtype.itemsize <= 4 else np.float64
+    v = dense.astype(work).astype(np.float64)
+    with np.errstate(all="ignore"):
+        want = scipy.special.expit(v) if name == "sigmoid" else scipy.special.log_expit(v)
+    got = to_numpy(out).astype(np.float64)
+    out_dtype = dense.dtype if floating else np.dtype(work)
+    tol = 8 * eps(work) * np.abs(want) + 4 * float(np.finfo(out_dtype).smallest_subnormal)
+    assert_close(got, want, tol, out_dtype, f"{name} on {kind} ({dense.dtype}, shape {x.shape})")
