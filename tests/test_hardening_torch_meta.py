@@ -413,6 +413,33 @@ def test_compiled_portable_losses_have_no_graph_break(fresh_dynamo, kernels):
             compiled(x, torch.tensor([0, 1, 9, 3]), p)
 
 
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"])
+@pytest.mark.parametrize(
+    ("kernels", "path"), [(False, "auto"), (True, "fused"), (True, "portable"), (True, "auto")]
+)
+def test_compiled_softmax_family_has_no_graph_break(fresh_dynamo, kernels, path, dtype):
+    """The portable path (kernels off, or the fused path torch takes on GPUs) once broke
+    ``fullgraph``: ``np.errstate`` around ``x - max`` and ``math.prod`` of a generator."""
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(N, C, generator=g).to(dtype)
+    y = torch.randint(0, C, (N,), generator=g)
+
+    def fn(a: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return sk.softmax(a), sk.log_softmax(a), sk.logsumexp(a), sk.cross_entropy(a, t)
+
+    with _kernels.use(kernels), _torch.use_path(path):
+        compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+        results = compiled(x, y)
+    expected = (
+        torch.softmax(x, -1),
+        torch.log_softmax(x, -1),
+        torch.logsumexp(x, -1),
+        F.cross_entropy(x, y),
+    )
+    for got, want in zip(results, expected, strict=True):
+        torch.testing.assert_close(got, want)
+
+
 # --- 4. functions that compute on the host refuse such tensors in their own words -------------
 
 

@@ -8,6 +8,7 @@ shares: the array itself, ``axis``, ``temperature`` and ``where``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 from collections.abc import Sequence
@@ -60,6 +61,19 @@ def namespace(*arrays: Array) -> ModuleType:
 
 def is_numpy(x: Array) -> bool:
     return bool(array_api_compat.is_numpy_array(x))
+
+
+def numpy_quiet(x: Array, **kinds: str) -> contextlib.AbstractContextManager[Any]:
+    """``np.errstate(**kinds)`` for a NumPy array, else nothing.
+
+    Only NumPy warns on floating-point events; ``torch.compile`` cannot trace
+    ``errstate``, and JAX never reads it.
+    """
+    return (
+        np.errstate(**kinds)
+        if isinstance(x, (np.ndarray, np.generic))
+        else contextlib.nullcontext()
+    )
 
 
 def is_torch(x: Array) -> bool:

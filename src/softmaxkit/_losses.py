@@ -47,6 +47,7 @@ from ._options import (
     check_indices,
     check_label_smoothing,
     check_reduction,
+    not_ignored,
 )
 from ._softmax import log_sigmoid, log_softmax, logsumexp, sigmoid
 
@@ -217,7 +218,7 @@ def _plan(
         t = _moveaxis(xp, xp.astype(target, work), axis, -1)
         kept = xp.ones(row_shape, dtype=xp.bool, device=device)
     else:
-        kept = target != ignore_index
+        kept = not_ignored(xp, target, ignore_index)
         safe = xp.where(kept, target, xp.zeros_like(target))
         t = xp.astype(safe[..., None] == classes, work)
     if eps != 0:

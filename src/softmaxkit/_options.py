@@ -63,6 +63,10 @@ def check_ignore_index(ignore_index: Any) -> int:
 
 
 def check_label_smoothing(label_smoothing: Any) -> float:
+    if isinstance(label_smoothing, bool | np.bool_):  # True is no amount of smoothing
+        raise SoftmaxkitTypeError(
+            f"`label_smoothing` must be a number in [0, 1]; got {label_smoothing!r}"
+        )
     try:
         eps = float(label_smoothing)
     except (TypeError, ValueError):
@@ -85,6 +89,15 @@ def check_class_axis(axis: Any, ndim: int) -> int:
     if not -ndim <= a < ndim:
         raise SoftmaxkitValueError(f"`axis` must be in [{-ndim}, {ndim}); got {a}")
     return a % ndim
+
+
+def not_ignored(xp: Any, target: Any, ignore_index: int) -> Any:
+    """``target != ignore_index`` for integer ``target``, also where ``ignore_index`` lies
+    outside the dtype's range (no entry can equal it; JAX refuses to compare with it)."""
+    info = xp.iinfo(target.dtype)
+    if info.min <= ignore_index <= info.max:
+        return target != ignore_index
+    return xp.ones_like(target, dtype=xp.bool)
 
 
 def check_indices(y: np.ndarray, n_classes: int, ignore_index: int, name: str = "target") -> None:

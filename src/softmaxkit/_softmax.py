@@ -36,6 +36,7 @@ from ._backend import (
     is_torch,
     namespace,
     normalize_axis,
+    numpy_quiet,
     stop_gradient,
     to_numpy,
     validate_temperature,
@@ -133,7 +134,7 @@ def _shifted(xp: ModuleType, x: Array, axes: tuple[int, ...], temperature: float
     zero = xp.asarray(0.0, dtype=dtype)
     # x - max (or its quotient by T) can fall below the smallest float, e.g.
     # -1e308 - 1e308: -inf is then the correctly rounded value, and exp gives 0.
-    with np.errstate(over="ignore"):
+    with numpy_quiet(x, over="ignore"):
         z = x - (m if finite else xp.where(xp.isinf(m), zero, m))
         # Under jax.jit the temperature is traced (one compilation serves every T).
         if not (isinstance(temperature, float) and temperature == 1.0):
@@ -166,10 +167,10 @@ def _wider_float(xp: ModuleType, z: Array) -> Any:
 
 def _first_max(xp: ModuleType, z: Array, axes: tuple[int, ...]) -> Array:
     """A boolean mask with one True per slice over ``axes``: the first position of its max."""
-    rest = tuple(a for a in range(z.ndim) if a not in axes)
+    rest = tuple([a for a in range(z.ndim) if a not in axes])
     moved = xp.permute_dims(z, (*rest, *axes))
     lead = tuple(moved.shape[: len(rest)])
-    size = math.prod(z.shape[a] for a in axes)
+    size = math.prod([z.shape[a] for a in axes])
     index = xp.argmax(xp.reshape(moved, (*lead, size)), axis=-1, keepdims=True)
     hot = xp.arange(size, device=array_api_compat.device(z)) == index
     inverse = [0] * z.ndim
@@ -453,11 +454,8 @@ def pmf_normalize(counts: Array, /, axis: Axis = -1) -> Array:
             )
     elif check is not None:
         check(xp.isfinite(c) & (c >= 0), "`counts` must be finite and non-negative")
-    if is_torch(c):  # (no NumPy warning to silence, and torch.compile cannot trace errstate)
+    with numpy_quiet(c, over="ignore"):  # an overflowing total is rescued below
         total = xp.sum(c, axis=axes, keepdims=True)
-    else:
-        with np.errstate(over="ignore"):  # an overflowing total is rescued below
-            total = xp.sum(c, axis=axes, keepdims=True)
     if concrete and bool(xp.any(total == 0)):
         pos = _first_position(total == 0)
         raise SoftmaxkitValueError(

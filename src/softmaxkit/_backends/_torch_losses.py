@@ -463,6 +463,8 @@ def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) 
         return None
     if not soft and target.shape != logits.shape[:axis] + logits.shape[axis + 1 :]:
         return None
+    if logits.shape[axis] == 0:
+        return None  # no classes: the portable path words it (rows cannot be -1 by C)
     row_shape = logits.shape[:axis] + logits.shape[axis + 1 :]
     x = logits.movedim(axis, -1).reshape(-1, logits.shape[axis])
     t = target.movedim(axis, -1).reshape(x.shape).to(x.dtype) if soft else target.reshape(-1)
@@ -610,6 +612,8 @@ def nll_loss(log_probs: Any, target: Any, **options: Any) -> Tensor | None:
     fits, weight = _class_weight(options["weight"], log_probs, axis)
     if not fits:
         return None
+    if log_probs.shape[axis] == 0:
+        return None  # no classes: the portable path words it
     x = log_probs.movedim(axis, -1).reshape(-1, log_probs.shape[axis])
     if device_path:
         _check_indices_on_device(target, x.shape[-1], ignore, "target")
