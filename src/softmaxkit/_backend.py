@@ -45,15 +45,30 @@ def _is_array(x: object) -> bool:
     return bool(array_api_compat.is_array_api_obj(x))
 
 
-def namespace(*arrays: Array) -> ModuleType:
-    """The array-API namespace shared by ``arrays`` (``None`` entries ignored)."""
+def _kind(a: object) -> str:
+    return type(a).__module__.split(".")[0] + "." + type(a).__name__
+
+
+def namespace(*arrays: Array, names: Sequence[str] | None = None) -> ModuleType:
+    """The array-API namespace shared by ``arrays`` (``None`` entries ignored).
+
+    ``names`` (one per array) lets the error for arrays of two libraries name them.
+    """
     present = [a for a in arrays if a is not None and _is_array(a)]
     if not present:
         return array_api_compat.array_namespace(np.empty(0))
     try:
         return array_api_compat.array_namespace(*present)
     except TypeError as exc:
-        kinds = sorted({type(a).__module__.split(".")[0] + "." + type(a).__name__ for a in present})
+        if names is not None:
+            first = next(i for i, a in enumerate(arrays) if a is not None and _is_array(a))
+            for i, a in enumerate(arrays):
+                if a is not None and _is_array(a) and _kind(a) != _kind(arrays[first]):
+                    raise SoftmaxkitTypeError(
+                        f"`{names[i]}` must come from the same array library as "
+                        f"`{names[first]}` ({_kind(arrays[first])}); got {_kind(a)}"
+                    ) from exc
+        kinds = sorted({_kind(a) for a in present})
         raise SoftmaxkitTypeError(
             f"arrays must all come from one array library; got {', '.join(kinds)}"
         ) from exc
@@ -167,6 +182,8 @@ def normalize_axis(
     axes = (axis,) if not isinstance(axis, Sequence) else tuple(axis)
     out = []
     for a in axes:
+        if isinstance(a, bool | np.bool_):  # True is not axis 1
+            raise SoftmaxkitTypeError(f"`{name}` must be an int or a tuple of ints; got {axis!r}")
         try:
             a = operator.index(a)
         except TypeError:
@@ -202,6 +219,8 @@ def validate_temperature(temperature: Any) -> float:
             "`temperature` must be a plain number, not a differentiable or traced array; "
             f"got {type(temperature).__name__}; to learn a temperature, pass x / temperature"
         )
+    if isinstance(temperature, str | bytes | bool | np.bool_):  # float("0.5"), float(True)
+        raise SoftmaxkitTypeError(f"`temperature` must be a finite number > 0; got {temperature!r}")
     try:
         value = float(temperature)
     except OverflowError:  # an int beyond any float
@@ -226,12 +245,26 @@ def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] 
     return tuple(reversed(out))
 
 
+def validate_flag(value: Any, name: str) -> bool:
+    """``value`` as a bool: ``True``/``False`` or a NumPy bool, nothing else."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise SoftmaxkitTypeError(f"`{name}` must be True or False; got {value!r}")
+
+
 def validate_where(where: Any, x: Array, xp: ModuleType) -> Array | None:
     """``where`` as a boolean array of ``xp`` that broadcasts to ``x.shape``."""
     if where is None:
         return None
     if not _is_array(where):
         where = np.asarray(where)
+    elif not is_numpy(where) and array_api_compat.array_namespace(where) is not xp:
+        raise SoftmaxkitTypeError(
+            f"`where` must be a boolean array of the same library as `x` ({_kind(x)}) "
+            f"or a NumPy array; got {_kind(where)}"
+        )
+    if is_numpy(where) and where.dtype != np.bool_:
+        raise SoftmaxkitTypeError(f"`where` must be a boolean array; got dtype {where.dtype}")
     if not is_numpy(x) and is_numpy(where):
         where = xp.asarray(where, device=array_api_compat.device(x))
     else:
@@ -248,7 +281,10 @@ def validate_where(where: Any, x: Array, xp: ModuleType) -> Array | None:
 
 def cast(xp: ModuleType, x: Array, dtype: Any) -> Array:
     """``x`` as ``dtype``, without the copy that ``astype`` makes when it already is."""
-    return x if x.dtype == dtype else xp.astype(x, dtype)
+    if x.dtype == dtype:
+        return x
+    with numpy_quiet(x, over="ignore"):  # a wide result beyond a narrow dtype is rightly inf
+        return xp.astype(x, dtype)
 
 
 _JITTED: dict[tuple[Any, tuple[str, ...]], Any] = {}

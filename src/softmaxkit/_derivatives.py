@@ -35,7 +35,7 @@ def _pair(grad: Array, y: Array, y_name: str, axis: Axis):
     """Validate ``grad`` and the forward output ``y``; cast both to the working dtype."""
     grad = as_array(grad, "grad")
     y = as_array(y, y_name)
-    xp: ModuleType = namespace(grad, y)
+    xp: ModuleType = namespace(grad, y, names=("grad", y_name))
     if tuple(grad.shape) != tuple(y.shape):
         raise SoftmaxkitValueError(
             f"`grad` and `{y_name}` must have the same shape; got {tuple(grad.shape)} "

@@ -39,6 +39,7 @@ from ._backend import (
     numpy_quiet,
     stop_gradient,
     to_numpy,
+    validate_flag,
     validate_temperature,
     validate_where,
 )
@@ -80,13 +81,17 @@ def _prepare(x: Array, axis: Axis, where: Any, temperature: Any = 1.0) -> _Prepa
         # no array-API lookups, which would cost several times the kernel on small arrays.
         axes = normalize_axis(axis, x.ndim)
         t = validate_temperature(temperature)
+        out = x.dtype
+        if t != 1.0:
+            x, t = _fit_temperature(_numpy_namespace(), x, t)
         empty = any(x.shape[a] == 0 for a in axes)
-        return _Prepared(_numpy_namespace(), x, axes, x.dtype, t, empty, backend)
+        return _Prepared(_numpy_namespace(), x, axes, out, t, empty, backend)
     if backend is not None and backend.NAME == "torch":
         # torch: the same checks in torch calls only, which torch.compile traces
         axes = normalize_axis(axis, x.ndim)
         t = validate_temperature(temperature)
         xp, x, out = backend.prepare(x, where)
+        x, t = _fit_temperature(xp, x, t)
         empty = any(x.shape[a] == 0 for a in axes)
         return _Prepared(xp, x, axes, out, t, empty, backend)
     x = as_array(x, "x")
@@ -99,8 +104,34 @@ def _prepare(x: Array, axis: Axis, where: Any, temperature: Any = 1.0) -> _Prepa
         x = xp.astype(x, work)
     if mask is not None:
         x = xp.where(mask, x, xp.asarray(-xp.inf, dtype=work))
+    x, t = _fit_temperature(xp, x, t)
     empty = any(x.shape[a] == 0 for a in axes)
     return _Prepared(xp, x, axes, out, t, empty, _backends.select(x))
+
+
+# The normal numbers of float32 and float64 whose reciprocals are normal too
+_TINY = {32: float(np.finfo(np.float32).smallest_normal), 64: float(np.finfo(np.float64).tiny)}
+
+
+def _fit_temperature(xp: ModuleType, x: Array, t: float) -> tuple[Array, float]:
+    """``(x, t)`` such that ``t`` and ``1 / t`` are normal numbers of ``x``'s dtype.
+
+    A float32 computation cannot hold ``t = 1e-300`` (it rounds to 0, and
+    ``0 / 0`` is NaN) nor ``1e300`` (``inf``, and ``-inf / inf`` is NaN); and XLA
+    divides by multiplying with ``1 / t``, which it flushes to 0 when subnormal
+    (``-inf * 0`` is NaN).  Such a ``t`` widens a float32 computation to float64
+    where the library has it cheaply; otherwise it is clamped to the range,
+    which changes a result only where gaps between entries are within that
+    factor of the range's end (on every library alike).
+    """
+    bits = 32 if x.dtype == xp.float32 else 64
+    if t == 1.0 or _TINY[bits] <= t <= 1 / _TINY[bits]:
+        return x, t
+    if bits == 32:
+        wide = _wider_float(xp, x)
+        if wide is not None:
+            return _fit_temperature(xp, xp.astype(x, wide), t)
+    return x, min(max(t, _TINY[bits]), 1 / _TINY[bits])
 
 
 def _host_knows_finite(xp: ModuleType, m: Array) -> bool:
@@ -370,6 +401,7 @@ def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: An
     >>> logsumexp(np.array([]))
     array(-inf)
     """
+    keepdims = validate_flag(keepdims, "keepdims")
     prep = _prepare(x, axis, where)
     xp, x = prep.xp, prep.x
     if prep.empty:

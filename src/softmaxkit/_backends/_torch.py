@@ -736,7 +736,17 @@ def prepare(x: Tensor, where: Any) -> tuple[Any, Tensor, Any]:
         x = x.to(work)
     if where is not None:
         if not isinstance(where, Tensor):
-            where = torch.as_tensor(np.asarray(where), device=x.device)
+            if type(where).__module__.split(".")[0] not in ("numpy", "builtins"):
+                raise SoftmaxkitTypeError(
+                    "`where` must be a boolean array of the same library as `x` "
+                    f"(torch.Tensor) or a NumPy array; got {type(where).__name__}"
+                )
+            mask = np.asarray(where)
+            if mask.dtype != np.bool_:
+                raise SoftmaxkitTypeError(
+                    f"`where` must be a boolean array; got dtype {mask.dtype}"
+                )
+            where = torch.as_tensor(mask, device=x.device)
         else:
             where = where.to(x.device)
         if where.dtype != torch.bool:
