@@ -519,6 +519,8 @@ def loss_problems(draw: Any, *, soft_allowed: bool = True, extras: bool = True) 
             invalid.append("softcap")
     if (bad_ignore is not None and not isinstance(bad_ignore, int)) or isinstance(bad_ignore, bool):
         invalid.append("ignore_index")
+    if bad_ignore == 2**70:  # beyond int64, as torch's int64 ignore_index: refused
+        invalid.append("ignore_index")
     return {
         "logits": logits,
         "target": target,

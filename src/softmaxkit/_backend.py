@@ -78,7 +78,7 @@ def is_numpy(x: Array) -> bool:
     return bool(array_api_compat.is_numpy_array(x))
 
 
-def numpy_quiet(x: Array, **kinds: str) -> contextlib.AbstractContextManager[Any]:
+def numpy_quiet(x: Array, **kinds: Any) -> contextlib.AbstractContextManager[Any]:
     """``np.errstate(**kinds)`` for a NumPy array, else nothing.
 
     Only NumPy warns on floating-point events; ``torch.compile`` cannot trace
