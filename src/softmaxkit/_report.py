@@ -130,7 +130,7 @@ def report_metrics(
     that is never predicted (never present) is reported as 0.
     """
     X, y = _check_inputs(model, X, y)
-    logits = model.decision_function(X)
+    logits = model._logits(X)  # decision_function gives log-odds for two classes
     probs = model.predict_proba(X)
     target = _targets01(model, y)
     if model.multilabel_:

@@ -1,0 +1,16 @@
+"""The classifier: a scikit-learn estimator with a softmax (or logistic) output layer.
+
+* :mod:`._estimator`: ``Classifier`` itself (settings, fit, partial_fit, predict);
+* :mod:`._heads`: how each output layer is trained and read;
+* :mod:`._training`: the network, the optimiser, one epoch;
+* :mod:`._settings`: the settings' defaults and checks;
+* :mod:`._persistence`: the model file (``save`` and ``load``);
+* :mod:`._progress`: what ``verbose=True`` shows.
+
+Importing this package imports scikit-learn; ``import softmaxkit`` does not (it
+imports ``Classifier`` on first use).
+"""
+
+from ._estimator import Classifier
+
+__all__ = ["Classifier"]
