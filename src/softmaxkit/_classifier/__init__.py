@@ -5,7 +5,8 @@
 * :mod:`._training`: the network, the optimiser, one epoch;
 * :mod:`._settings`: the settings' defaults and checks;
 * :mod:`._persistence`: the model file (``save`` and ``load``);
-* :mod:`._progress`: what ``verbose=True`` shows.
+
+what ``verbose=True`` shows is :mod:`softmaxkit._progress` (shared with the command line).
 
 Importing this package imports scikit-learn; ``import softmaxkit`` does not (it
 imports ``Classifier`` on first use).

@@ -21,6 +21,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .._errors import SoftmaxkitError, SoftmaxkitTypeError, SoftmaxkitValueError
+from .._progress import Progress
 from ..nn import Sequential
 from . import _training
 from ._heads import (
@@ -34,7 +35,6 @@ from ._heads import (
     classes_of,
 )
 from ._persistence import load_model, save_model
-from ._progress import Progress
 from ._settings import (
     DEFAULTS,
     check_settings,

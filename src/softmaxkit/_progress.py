@@ -1,4 +1,4 @@
-"""The per-epoch progress ``verbose=True`` shows (and ``softmaxkit train`` uses).
+"""The per-epoch progress ``Classifier(verbose=True)`` shows (and ``softmaxkit train`` uses).
 
 A tqdm bar per epoch on a terminal (when tqdm is installed); one plain line per epoch
 otherwise (logs, pipes, notebooks' captured output).
@@ -15,7 +15,7 @@ __all__ = ["Progress"]
 class Progress:
     """``on_batch`` and ``on_epoch`` callbacks that draw the progress of ``epochs`` epochs."""
 
-    def __init__(self, epochs: int, stream: Any = None, *, eval_label: str = "eval") -> None:
+    def __init__(self, epochs: int, stream: Any = None, *, eval_label: str = "test") -> None:
         if stream is None:
             stream = sys.stderr if sys.stderr.isatty() else sys.stdout
         self.epochs = epochs
