@@ -252,3 +252,21 @@ def test_model_files_of_format_1_still_load(name):
     assert model.n_iter_ == len(model.loss_curve_)
     if name == "softmax":
         assert model.metadata_ == {"data": "iris"} and model.classes_.tolist()[0] == "setosa"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("class_weight", "bal"), ("class_weight", [1, 2]), ("class_weight", {0: -1.0}),
+        ("lr_schedule", "step"), ("tol", -1.0), ("tol", "0"), ("validation_fraction", 1.0),
+        ("n_iter_no_change", 0), ("n_iter_no_change", 2.0), ("verbose", "yes"),
+        ("early_stopping", 1), ("warm_start", None),
+    ],
+    ids=lambda v: repr(v)[:16],
+)  # fmt: skip
+def test_new_setting_out_of_range_is_refused_at_fit_naming_it(name, value):
+    from softmaxkit import SoftmaxkitError
+
+    X, y = blobs(n=30)
+    with pytest.raises(SoftmaxkitError, match=f"`{name}`"):
+        Classifier(hidden=(4,), epochs=1, **{name: value}).fit(X, y)
