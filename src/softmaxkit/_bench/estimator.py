@@ -72,8 +72,8 @@ def run(*, quick: bool = False, repeat: int | None = None) -> dict[str, Any]:
         rows.append(
             [
                 dataset,
-                round(100 * ours["accuracy"], 2),
-                round(100 * theirs["accuracy"], 2),
+                f"{100 * ours['accuracy']:.2f}",
+                f"{100 * theirs['accuracy']:.2f}",
                 round(ours["fit_seconds"], 2),
                 round(theirs["fit_seconds"], 2),
                 f"{theirs['fit_seconds'] / ours['fit_seconds']:.2f}x",
