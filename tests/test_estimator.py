@@ -270,3 +270,47 @@ def test_new_setting_out_of_range_is_refused_at_fit_naming_it(name, value):
     X, y = blobs(n=30)
     with pytest.raises(SoftmaxkitError, match=f"`{name}`"):
         Classifier(hidden=(4,), epochs=1, **{name: value}).fit(X, y)
+
+
+def _crafted(tmp_path, change):
+    import json
+
+    X, y = blobs(n=30)
+    path = tmp_path / "m.npz"
+    Classifier(hidden=(4,), epochs=2, class_weight={0: 2.0}).fit(X, y).save(path)
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(arrays.pop("header").tobytes())
+    change(header)
+    raw = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, header=raw, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda h: h["state"].update(n_iter=-1), r"`state.n_iter` must be an int >= 0"),
+        (lambda h: h["state"].update(best_loss="low"), r"`state.best_loss` must be a finite"),
+        (lambda h: h["state"].update(extra=1), "`state` must be an object"),
+        (lambda h: h.pop("state"), "must hold the fields"),
+        (lambda h: h["params"].update(class_weight={"pairs": [[0]]}), "not a pair"),
+        (lambda h: h["params"].update(class_weight=[1]), "`class_weight`"),
+        (lambda h: h["params"].update(tol=-1.0), "`tol` must be finite and >= 0"),
+        (lambda h: h["params"].pop("lr_schedule"), "the header's `params` must name"),
+        (lambda h: h.update(version=3), "format version is 3"),
+    ],
+    ids=["n_iter", "best_loss", "state_field", "no_state", "pair", "class_weight", "tol",
+         "missing_setting", "version"],
+)  # fmt: skip
+def test_crafted_format_2_header_is_refused_naming_the_field(tmp_path, change, message):
+    path = _crafted(tmp_path, change)
+    with pytest.raises(SoftmaxkitValueError, match=message):
+        Classifier.load(path)
+
+
+def test_format_1_header_with_format_2_fields_is_refused(tmp_path):
+    path = _crafted(tmp_path, lambda h: h.update(version=1))
+    with pytest.raises(SoftmaxkitValueError, match="version 1 must hold the fields"):
+        Classifier.load(path)
