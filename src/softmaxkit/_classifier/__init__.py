@@ -2,7 +2,8 @@
 
 * :mod:`._estimator`: ``Classifier`` itself (settings, fit, partial_fit, predict);
 * :mod:`._heads`: how each output layer is trained and read;
-* :mod:`._training`: the network, the optimiser, one epoch;
+* :mod:`._training`: the network, the optimiser, one epoch, the early-stopping split;
+* :mod:`._validation`: the checks of ``X`` and the (weighted) feature statistics;
 * :mod:`._settings`: the settings' defaults and checks;
 * :mod:`._persistence`: the model file (``save`` and ``load``);
 

@@ -20,7 +20,7 @@ from sklearn.exceptions import DataConversionWarning, NotFittedError
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from .._errors import SoftmaxkitError, SoftmaxkitTypeError, SoftmaxkitValueError
+from .._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from .._progress import Progress
 from ..nn import Sequential
 from . import _training
@@ -33,6 +33,7 @@ from ._heads import (
     as_labels,
     check_target_kind,
     classes_of,
+    encode_against,
 )
 from ._persistence import load_model, save_model
 from ._settings import (
@@ -43,6 +44,7 @@ from ._settings import (
     hidden_widths,
     same_setting,
 )
+from ._validation import check_X, weighted_moments
 
 __all__ = ["Classifier", "SoftmaxkitNotFittedError"]
 
@@ -56,52 +58,6 @@ class SoftmaxkitNotFittedError(SoftmaxkitValueError, NotFittedError):
     Both softmaxkit's error and scikit-learn's ``NotFittedError`` (itself a
     ``ValueError`` and an ``AttributeError``), so either kind of handler catches it.
     """
-
-
-def _check_X(X: Any, name: str = "X") -> np.ndarray:
-    """``X`` as a finite float64 matrix; refuses what float64(X) would silently change."""
-    if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
-        raise SoftmaxkitTypeError(
-            f"`{name}` must be a dense array; got a sparse {type(X).__name__} (sparse input is "
-            "not supported: use X.toarray())"
-        )
-    try:
-        array = np.asarray(X)
-        if array.dtype.kind == "c":  # float64(X) would drop the imaginary part
-            raise SoftmaxkitValueError(
-                f"`{name}` must be an array of real numbers; got dtype {array.dtype} "
-                "(Complex data not supported)"
-            )
-        # ... and parse strings and turn dates into integers: none of them a feature matrix.
-        if array.dtype.kind not in "biufO":
-            raise SoftmaxkitTypeError(
-                f"`{name}` must be an array of real numbers; got dtype {array.dtype}"
-            )
-        X = array.astype(np.float64, copy=False)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, SoftmaxkitError):
-            raise
-        raise SoftmaxkitTypeError(f"`{name}` must be an array of real numbers ({exc})") from None
-    if X.ndim != 2:
-        raise SoftmaxkitValueError(
-            f"`{name}` must have shape (n_samples, n_features); got shape {X.shape}. Reshape "
-            "your data either using array.reshape(-1, 1) if it has a single feature or "
-            "array.reshape(1, -1) if it is a single sample"
-        )
-    bad = ~np.isfinite(X)
-    if bad.any():
-        pos = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise SoftmaxkitValueError(
-            f"`{name}` must be finite (no NaN or inf); position {pos} holds {X[pos].item()!r}"
-        )
-    return X
-
-
-def _weighted_moments(X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    total = w.sum()
-    mean = w @ X / total
-    var = w @ (X - mean) ** 2 / total
-    return mean, var
 
 
 class Classifier(ClassifierMixin, BaseEstimator):
@@ -335,7 +291,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
     def _check_predict_X(self, X: Any) -> np.ndarray:
         self._check_fitted()
-        X = _check_X(X)
+        X = check_X(X)
         if X.shape[1] != self.n_features_in_:
             raise SoftmaxkitValueError(
                 f"`X` must have {self.n_features_in_} features, as at fit; got {X.shape[1]} "
@@ -349,7 +305,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
     def _check_train_X(self, X: Any, reset: bool) -> np.ndarray:
         if X is None:
             raise SoftmaxkitValueError("`X` must be an array of shape (n_samples, n_features)")
-        X_checked = _check_X(X)
+        X_checked = check_X(X)
         if X_checked.shape[0] == 0:
             raise SoftmaxkitValueError("`X` must hold at least one training example; got 0 rows")
         if X_checked.shape[1] == 0:
@@ -437,7 +393,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.multilabel_ = multilabel
         if self.standardize:
-            mean, var = _weighted_moments(X, w)
+            mean, var = weighted_moments(X, w)
         else:
             mean, var = np.zeros(X.shape[1]), np.ones(X.shape[1])
         self._set_scaling(mean, var, float(w.sum()))
@@ -462,7 +418,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         if not self.standardize or self._scaling_weight is None:
             return
         n_a, n_b = self._scaling_weight, float(w.sum())
-        mean_b, var_b = _weighted_moments(X, w)
+        mean_b, var_b = weighted_moments(X, w)
         delta = mean_b - self.mean_
         n = n_a + n_b
         mean = self.mean_ + delta * (n_b / n)
@@ -542,7 +498,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
             targets, classes, multilabel = head.encode(y)
         w, rows = self._sample_weight(sample_weight, X, y)
         if eval_set is not None:
-            X_val = _check_X(eval_set[0], "eval_set[0]")
+            X_val = check_X(eval_set[0], "eval_set[0]")
             if X_val.shape[1] != X.shape[1]:
                 raise SoftmaxkitValueError(
                     f"`eval_set[0]` must have {X.shape[1]} features, as `X`; got {X_val.shape[1]}"
@@ -664,27 +620,10 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
     def _split(self, y: np.ndarray, multilabel: bool, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Training rows and the rows held out for early stopping (none without it)."""
-        rows = np.arange(n)
         if not self.early_stopping:
-            return rows, rows[:0]
-        from sklearn.model_selection import train_test_split
-
-        n_held = math.ceil(float(self.validation_fraction) * n)
-        if n_held < 1 or n - n_held < 1:
-            raise SoftmaxkitValueError(
-                f"`early_stopping` holds out `validation_fraction` {self.validation_fraction} of "
-                f"the {n} rows, leaving none to train or to validate on"
-            )
-        stratify = None
-        if not multilabel:
-            _, counts = np.unique(y, return_counts=True)
-            # Stratified as MLPClassifier does; a class of one row cannot be split, nor can
-            # more classes than held-out rows: then the split is plain random.
-            if counts.min() >= 2 and counts.shape[0] <= n_held and counts.shape[0] <= n - n_held:
-                stratify = y
+            return np.arange(n), np.arange(0)
         seed = None if self.seed is None else int(self.seed)
-        train, held = train_test_split(rows, test_size=n_held, stratify=stratify, random_state=seed)
-        return np.sort(train), np.sort(held)
+        return _training.validation_split(y, multilabel, float(self.validation_fraction), seed)
 
     def _held_out_score(
         self, head: Head, Xs: np.ndarray, targets: np.ndarray, w: np.ndarray
@@ -818,29 +757,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         """``y`` encoded against the fitted (or given) classes."""
         classes = self.classes_ if classes is None else classes
         multilabel = self.multilabel_ if multilabel is None else multilabel
-        if multilabel:
-            if y.ndim != 2 or y.shape[1] != classes.shape[0]:
-                raise SoftmaxkitValueError(
-                    f"multi-label `{name}` must have shape (N, {classes.shape[0]}), as `y`; "
-                    f"got shape {y.shape}"
-                )
-            return head.encode(y)[0]
-        if y.ndim != 1:  # before the lookup: the rows of a 2-D y are lists, unhashable
-            raise SoftmaxkitValueError(
-                f"`{name}` must have shape (N,) of labels, as `y`; got shape {y.shape}"
-            )
-        lookup = {label: i for i, label in enumerate(classes.tolist())}
-        unknown = [label for label in y.tolist() if label not in lookup]
-        if unknown:
-            raise SoftmaxkitValueError(
-                f"`{name}` must hold labels seen in training {classes.tolist()}; got {unknown[:3]}"
-            )
-        index = np.array([lookup[label] for label in y.tolist()], dtype=np.int64)
-        if head.name == "logistic":
-            one_hot = np.zeros((y.shape[0], classes.shape[0]))
-            one_hot[np.arange(y.shape[0]), index] = 1.0
-            return one_hot
-        return index
+        return encode_against(head, y, name, classes, multilabel)
 
     # -- prediction --
 

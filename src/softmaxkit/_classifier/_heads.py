@@ -20,7 +20,7 @@ from .._softmax import log_sigmoid, log_softmax, sigmoid, softmax
 from ..nn import Sequential
 from ..sampling import UnigramSampler
 
-__all__ = ["HEADS", "LABEL_KINDS", "Head", "as_labels", "classes_of"]
+__all__ = ["HEADS", "LABEL_KINDS", "Head", "as_labels", "classes_of", "encode_against"]
 
 # Label dtypes fit accepts and the file stores without a pickle: bool, integers, floats
 # holding whole numbers, str, bytes, datetime64, timedelta64 (object labels become str).
@@ -278,3 +278,32 @@ HEADS: dict[str, type[Head]] = {
     "logistic": LogisticHead,
     "sampled": SampledHead,
 }
+
+
+def encode_against(
+    head: Head, y: np.ndarray, name: str, classes: np.ndarray, multilabel: bool
+) -> np.ndarray:
+    """``y`` (named ``name`` in messages) as ``head``'s targets over the known ``classes``."""
+    if multilabel:
+        if y.ndim != 2 or y.shape[1] != classes.shape[0]:
+            raise SoftmaxkitValueError(
+                f"multi-label `{name}` must have shape (N, {classes.shape[0]}), as `y`; "
+                f"got shape {y.shape}"
+            )
+        return head.encode(y)[0]
+    if y.ndim != 1:  # before the lookup: the rows of a 2-D y are lists, unhashable
+        raise SoftmaxkitValueError(
+            f"`{name}` must have shape (N,) of labels, as `y`; got shape {y.shape}"
+        )
+    lookup = {label: i for i, label in enumerate(classes.tolist())}
+    unknown = [label for label in y.tolist() if label not in lookup]
+    if unknown:
+        raise SoftmaxkitValueError(
+            f"`{name}` must hold labels seen in training {classes.tolist()}; got {unknown[:3]}"
+        )
+    index = np.array([lookup[label] for label in y.tolist()], dtype=np.int64)
+    if head.name == "logistic":
+        one_hot = np.zeros((y.shape[0], classes.shape[0]))
+        one_hot[np.arange(y.shape[0]), index] = 1.0
+        return one_hot
+    return index

@@ -13,10 +13,19 @@ from typing import Any
 
 import numpy as np
 
+from .._errors import SoftmaxkitValueError
 from ..nn import SGD, Adam, Dense, Dropout, ReLU, Sequential
 from ._heads import Head
 
-__all__ = ["build", "epoch_lr", "evaluate", "make_optimizer", "param_shapes", "run_epoch"]
+__all__ = [
+    "build",
+    "epoch_lr",
+    "evaluate",
+    "make_optimizer",
+    "param_shapes",
+    "run_epoch",
+    "validation_split",
+]
 
 BatchCallback = Callable[[int, int, int, float, float], None]
 
@@ -114,3 +123,28 @@ def evaluate(
     w = np.ones(Xs.shape[0])
     value, _ = head.loss(logits, targets, w)
     return value, head.n_correct(logits, targets, multilabel, w) / Xs.shape[0]
+
+
+def validation_split(
+    y: np.ndarray, multilabel: bool, fraction: float, seed: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training rows and the ``fraction`` held out for early stopping, stratified by class."""
+    from sklearn.model_selection import train_test_split
+
+    n = y.shape[0]
+    rows = np.arange(n)
+    n_held = math.ceil(fraction * n)
+    if n_held < 1 or n - n_held < 1:
+        raise SoftmaxkitValueError(
+            f"`early_stopping` holds out `validation_fraction` {fraction} of the {n} rows, "
+            "leaving none to train or to validate on"
+        )
+    stratify = None
+    if not multilabel:
+        _, counts = np.unique(y, return_counts=True)
+        # Stratified as MLPClassifier does; a class of one row cannot be split, nor can
+        # more classes than held-out rows: then the split is plain random.
+        if counts.min() >= 2 and counts.shape[0] <= n_held and counts.shape[0] <= n - n_held:
+            stratify = y
+    train, held = train_test_split(rows, test_size=n_held, stratify=stratify, random_state=seed)
+    return np.sort(train), np.sort(held)
