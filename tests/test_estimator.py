@@ -241,6 +241,9 @@ def test_new_settings_and_training_state_survive_save_and_load(tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     loaded.partial_fit(X, y)  # a loaded model trains on
     assert loaded.n_iter_ == model.n_iter_ + 1
+    # and keeps only the curves it measures, each one entry per epoch (the report plots them)
+    assert set(loaded.history_) == {"loss", "accuracy"}
+    assert len(loaded.history_["loss"]) == len(loaded.history_["accuracy"]) == model.n_iter_ + 1
 
 
 @pytest.mark.parametrize("name", ["softmax", "multilabel", "sampled"])

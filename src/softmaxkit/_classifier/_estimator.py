@@ -123,7 +123,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
         ``"balanced"`` weighs class ``c`` by ``n_samples / (n_classes * count(c))``.
     warm_start : bool, default False
         ``fit`` continues from the fitted weights (and scaling) instead of
-        starting again; ``n_iter_``, ``t_`` and ``history_`` accumulate.
+        starting again; ``n_iter_``, ``t_`` and ``history_`` accumulate
+        (``history_`` starts again when this fit measures other curves).
     verbose : bool, default False
         Show the progress of each epoch (a tqdm bar on a terminal, a line otherwise).
     seed : int >= 0 or None, default 0
@@ -739,9 +740,10 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.t_ += int(Xs.shape[0])
         self.history_.setdefault("loss", []).append(loss)
         self.history_.setdefault("accuracy", []).append(accuracy)
-        for key in self.history_:
-            if key not in ("loss", "accuracy"):  # curves partial_fit does not measure
-                self.history_[key] = []
+        for key in list(self.history_):
+            # Curves partial_fit does not measure go: every curve left has one entry per epoch.
+            if key not in ("loss", "accuracy"):
+                del self.history_[key]
         if self.best_loss_ is None or loss < self.best_loss_:
             self.best_loss_ = loss
         return self
