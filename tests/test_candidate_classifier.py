@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from softmaxkit import Classifier, SoftmaxkitValueError, sampled_softmax_loss
-from softmaxkit._classifier import _SampledHead
+from softmaxkit._classifier._heads import SampledHead
 
 K, D = 60, 6
 
@@ -35,14 +35,15 @@ def test_only_rows_of_labels_and_sample_get_gradient_and_it_is_the_loss_gradient
     clf = Classifier(hidden=(5,), head="softmax", epochs=1, batch_size=40, seed=3).fit(X, y)
     network = clf.network_
     network.train(True)
-    head = _SampledHead(7, seed=0)
+    head = SampledHead(7, np.random.default_rng(0))
     targets, classes, _ = head.encode(y)
+    head.set_frequencies(np.bincount(targets, minlength=len(classes)).astype(float))
     n_classes = len(classes)
     Xs, targets = clf._scaled(X)[:8], targets[:8]
     # The head's next draw, drawn here too from the same seed.
     values = head.sampler.sample(7, true_classes=targets, rng=np.random.default_rng(11))
     head.rng = np.random.default_rng(11)
-    value, logits = head.train_batch(network, None, Xs, targets)
+    value, logits = head.train_batch(network, Xs, targets, np.ones(8))
     assert logits.shape == (8, n_classes)
     out = network.layers[-1]
     touched = np.zeros(n_classes, dtype=bool)
@@ -59,10 +60,11 @@ def test_only_rows_of_labels_and_sample_get_gradient_and_it_is_the_loss_gradient
 
     assert value == pytest.approx(loss(), rel=1e-12)
     first = network.layers[0]
-    grads = {name: g.copy() for name, g in first.grads.items()}
+    grads = {(0, name): g.copy() for name, g in first.grads.items()}
+    grads.update({(2, name): g.copy() for name, g in out.grads.items()})
     eps = 1e-6
-    for name in ("weight", "bias"):
-        param = first.params[name]
+    for layer, name in grads:
+        param = network.layers[layer].params[name]
         for i in list(np.ndindex(param.shape))[:12]:
             old = param[i]
             param[i] = old + eps
@@ -70,7 +72,7 @@ def test_only_rows_of_labels_and_sample_get_gradient_and_it_is_the_loss_gradient
             param[i] = old - eps
             down = loss()
             param[i] = old
-            assert grads[name][i] == pytest.approx((up - down) / (2 * eps), abs=1e-7)
+            assert grads[layer, name][i] == pytest.approx((up - down) / (2 * eps), abs=1e-7)
 
 
 def test_same_seed_same_model_and_save_load_keeps_the_head(tmp_path):

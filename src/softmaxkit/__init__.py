@@ -6,9 +6,10 @@ logistic function.  Every function takes a NumPy, PyTorch or JAX array and
 returns one of the same kind.
 """
 
+from typing import TYPE_CHECKING
+
 from ._calibration import expected_calibration_error, fit_temperature, reliability_diagram
 from ._candidate import nce_loss, sampled_logits, sampled_softmax_loss
-from ._classifier import Classifier
 from ._derivatives import log_softmax_backward, softmax_backward, softmax_jacobian
 from ._errors import SoftmaxkitError, SoftmaxkitTypeError, SoftmaxkitValueError
 from ._linear_ce import linear_cross_entropy, linear_cross_entropy_grad
@@ -23,7 +24,21 @@ from ._losses import (
 from ._retrieval import in_batch_softmax_loss, in_batch_softmax_loss_grad
 from ._softmax import log_sigmoid, log_softmax, logsumexp, pmf_normalize, sigmoid, softmax
 
+if TYPE_CHECKING:
+    from ._classifier import Classifier
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # The classifier is built on scikit-learn: imported on first use, so that
+    # `import softmaxkit` and the functions stay fast and work without it.
+    if name == "Classifier":
+        from ._classifier import Classifier
+
+        return Classifier
+    raise AttributeError(f"module 'softmaxkit' has no attribute {name!r}")
+
 
 __all__ = [
     "Classifier",

@@ -1,6 +1,7 @@
 """The training report: ``report.json`` and four PNG figures for a fitted :class:`Classifier`.
 
-* ``learning_curves.png``: loss and accuracy per epoch, training and test;
+* ``learning_curves.png``: loss and accuracy per epoch: training, test, and the
+  validation part early stopping held out (with its best epoch marked) when there is one;
 * ``confusion_matrix.png``: true against predicted class (one 2x2 matrix per
   label for multi-label models);
 * ``test_examples.png``: test images, each beside the bar chart of its top-5
@@ -130,7 +131,7 @@ def report_metrics(
     that is never predicted (never present) is reported as 0.
     """
     X, y = _check_inputs(model, X, y)
-    logits = model.decision_function(X)
+    logits = model._logits(X)  # decision_function gives log-odds for two classes
     probs = model.predict_proba(X)
     target = _targets01(model, y)
     if model.multilabel_:
@@ -184,6 +185,14 @@ def _learning_curves(model: Classifier, path: Path) -> None:
     if "val_loss" in history:
         ax_loss.plot(epochs, history["val_loss"], label="test (end of epoch)")
         ax_acc.plot(epochs, np.asarray(history["val_accuracy"]) * 100, label="test (end of epoch)")
+    if "validation_loss" in history:
+        label = "validation (held out for early stopping)"
+        ax_loss.plot(epochs, history["validation_loss"], label=label)
+        scores = np.asarray(history["validation_accuracy"]) * 100
+        ax_acc.plot(epochs, scores, label=label)
+        best = int(np.argmax(scores)) + 1  # the epoch whose weights early stopping kept
+        for ax in (ax_loss, ax_acc):
+            ax.axvline(best, color="0.5", linestyle=":", label=f"best epoch ({best}), kept")
     ax_loss.set_yscale("log")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
@@ -354,6 +363,11 @@ def write_report(
     names = _names(model, label_names)
     report["test"] = report_metrics(model, X_test, y_test, label_names=names)
     report["history"] = model.history_
+    report["training"] = {
+        "n_iter": int(model.n_iter_),
+        "early_stopping": bool(model._fitted_settings()["early_stopping"]),
+        "best_validation_score": model.best_validation_score_,
+    }
     report["figures"] = list(FIGURES)
     try:
         text = json.dumps(report, indent=2) + "\n"

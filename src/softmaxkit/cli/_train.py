@@ -8,10 +8,10 @@ into ``--out``.  ``predict`` prints one test example's probability table.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 
+from .._progress import Progress as _Progress
 from . import CommandError
 from ._paths import finite_positive_float, non_negative_int, positive_int, prepare_output_dir
 from ._table import probability_table
@@ -37,6 +37,16 @@ def _hidden(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1); got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1); got {text!r}")
+    return value
+
+
 def _load_data(spec: str, multilabel: bool, encoding: str = "utf-8") -> Any:
     from .._errors import SoftmaxkitError
     from ..data import load_dataset
@@ -56,50 +66,6 @@ def _load_data(spec: str, multilabel: bool, encoding: str = "utf-8") -> Any:
     return dataset
 
 
-class _Progress:
-    """A tqdm bar per epoch on a terminal; one plain line per epoch otherwise (logs, pipes)."""
-
-    def __init__(self, epochs: int, stream: Any) -> None:
-        self.epochs = epochs
-        self.stream = stream
-        self.bar: Any = None
-        self.fancy = False
-        if stream.isatty():
-            try:
-                import tqdm  # noqa: F401
-
-                self.fancy = True
-            except ImportError:
-                pass
-
-    def on_batch(self, epoch: int, batch: int, n_batches: int, loss: float, acc: float) -> None:
-        if not self.fancy:
-            return
-        if batch == 1:
-            from tqdm import tqdm
-
-            width = len(str(self.epochs))
-            self.bar = tqdm(
-                total=n_batches,
-                desc=f"epoch {epoch:>{width}}/{self.epochs}",
-                file=self.stream,
-                leave=True,
-                dynamic_ncols=True,
-            )
-        self.bar.update(1)
-        self.bar.set_postfix_str(f"loss {loss:.4f}  acc {acc:.2%}", refresh=False)
-
-    def on_epoch(self, epoch: int, record: dict[str, float]) -> None:
-        text = f"loss {record['loss']:.4f}  acc {record['accuracy']:.2%}"
-        if "val_accuracy" in record:
-            text += f"  test loss {record['val_loss']:.4f}  test acc {record['val_accuracy']:.2%}"
-        if self.fancy:
-            self.bar.set_postfix_str(text)
-            self.bar.close()
-        else:
-            print(f"epoch {epoch}/{self.epochs}  {text}", file=self.stream, flush=True)
-
-
 def _run_train(args: argparse.Namespace) -> int:
     from .. import Classifier
     from .._report import FIGURES, write_report
@@ -112,7 +78,11 @@ def _run_train(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out, "--out", [MODEL_FILE, REPORT_FILE, *FIGURES])
     dataset = _load_data(args.data, args.multilabel, args.encoding)
     params: dict[str, Any] = {"hidden": args.hidden, "head": head, "seed": args.seed}
-    for name in ("epochs", "batch_size", "learning_rate", "num_sampled"):
+    if args.early_stopping:
+        params["early_stopping"] = True
+    elif args.validation_fraction is not None:
+        raise CommandError("`--validation-fraction` is the part `--early-stopping` holds out")
+    for name in ("epochs", "batch_size", "learning_rate", "num_sampled", "validation_fraction"):
         if getattr(args, name) is not None:
             params[name] = getattr(args, name)
     model = Classifier(**params)
@@ -121,7 +91,7 @@ def _run_train(args: argparse.Namespace) -> int:
         f"training {model!r} on {dataset.name}: {dataset.X_train.shape[0]} {kind}train and "
         f"{dataset.X_test.shape[0]} test examples, {dataset.X_train.shape[1]} features"
     )
-    progress = _Progress(model.epochs, sys.stderr if sys.stderr.isatty() else sys.stdout)
+    progress = _Progress(model.epochs, eval_label="test")
     start = time.perf_counter()
     model.fit(
         dataset.X_train,
@@ -136,6 +106,12 @@ def _run_train(args: argparse.Namespace) -> int:
     print(
         f"{what}: {accuracy:.2%} on {dataset.X_test.shape[0]} examples ({seconds:.1f} s training)"
     )
+    if args.early_stopping:
+        best = model.history_["validation_accuracy"]
+        print(
+            f"early stopping: {model.n_iter_} of {model.epochs} epochs, kept epoch "
+            f"{best.index(max(best)) + 1} (validation accuracy {max(best):.2%})"
+        )
     metadata = {
         "data": args.data,
         "multilabel_attributes": bool(args.multilabel),
@@ -250,6 +226,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, help="examples per step (default 32)")
     p.add_argument(
         "--learning-rate", type=finite_positive_float, help="Adam's step size (default 0.003)"
+    )
+    p.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="hold out part of the training set (stratified), stop when its accuracy stops "
+        "improving and keep the best epoch's weights",
+    )
+    p.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        help="the part --early-stopping holds out, in (0, 1) (default 0.1)",
     )
     p.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed (>= 0) for weights and batch order"

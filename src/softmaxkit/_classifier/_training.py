@@ -1,0 +1,150 @@
+"""Building the network and running epochs: the optimiser, the schedule, early stopping.
+
+The network is ``[Dense -> ReLU (-> Dropout)] * len(hidden) -> Dense`` from
+:mod:`softmaxkit.nn`; the head (:mod:`._heads`) owns the loss.  Every function here
+takes the settings as plain values, so the estimator only decides what to call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .._errors import SoftmaxkitValueError
+from ..nn import SGD, Adam, Dense, Dropout, ReLU, Sequential
+from ._heads import Head
+
+__all__ = [
+    "build",
+    "epoch_lr",
+    "evaluate",
+    "make_optimizer",
+    "param_shapes",
+    "run_epoch",
+    "validation_split",
+]
+
+BatchCallback = Callable[[int, int, int, float, float], None]
+
+
+def param_shapes(
+    hidden: tuple[int, ...], dropout: float, n_in: int, n_out: int
+) -> dict[str, tuple[int, ...]]:
+    """The shape of each of ``build(...).params``, without allocating them."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    index = 0
+    for width in (*hidden, n_out):
+        shapes[f"{index}.weight"], shapes[f"{index}.bias"] = (n_in, width), (width,)
+        index += 3 if dropout > 0 else 2  # Dense, ReLU (, Dropout), as build stacks them
+        n_in = width
+    return shapes
+
+
+def build(
+    hidden: tuple[int, ...],
+    dropout: float,
+    n_in: int,
+    n_out: int,
+    output_init: str,
+    rng: np.random.Generator,
+) -> Sequential:
+    layers: list[Any] = []
+    for width in hidden:
+        layers += [Dense(n_in, width, init="he", rng=rng), ReLU()]
+        if dropout > 0:
+            layers.append(Dropout(dropout, rng=rng))
+        n_in = width
+    layers.append(Dense(n_in, n_out, init=output_init, rng=rng))
+    return Sequential(*layers)
+
+
+def make_optimizer(kind: str, lr: float, momentum: float, weight_decay: float) -> SGD | Adam:
+    if kind == "sgd":
+        return SGD(lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return Adam(lr=lr, weight_decay=weight_decay)
+
+
+def epoch_lr(schedule: str, lr: float, epoch: int, epochs: int) -> float:
+    """The step size of ``epoch`` (from 0) of ``epochs``.
+
+    ``"cosine"``: ``lr * (1 + cos(pi * epoch / epochs)) / 2``, from ``lr`` down
+    towards 0 (never 0 itself: the last epoch still moves).
+    """
+    if schedule == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+    return lr
+
+
+def run_epoch(
+    network: Sequential,
+    head: Head,
+    optimizer: SGD | Adam,
+    Xs: np.ndarray,
+    targets: np.ndarray,
+    w: np.ndarray,
+    order: np.ndarray,
+    batch_size: int,
+    multilabel: bool,
+    on_batch: Callable[[int, int, float, float], None] | None,
+) -> tuple[float, float]:
+    """One pass over the rows in ``order``; returns the weighted mean loss and accuracy."""
+    network.train(True)
+    n_batches = math.ceil(order.shape[0] / batch_size)
+    total_loss = total_correct = seen = 0.0
+    for batch in range(n_batches):
+        idx = order[batch * batch_size : (batch + 1) * batch_size]
+        value, logits = head.train_batch(network, Xs[idx], targets[idx], w[idx])
+        optimizer.step(network.params, network.grads)
+        weight = float(w[idx].sum())
+        total_loss += value * idx.shape[0]  # value is sum(w l) / B
+        total_correct += head.n_correct(logits, targets[idx], multilabel, w[idx])
+        seen += weight
+        if on_batch is not None:
+            on_batch(
+                batch + 1,
+                n_batches,
+                total_loss / max(seen, 1e-300),
+                total_correct / max(seen, 1e-300),
+            )
+    network.train(False)
+    seen = max(seen, 1e-300)  # every weight 0: report 0, not NaN
+    return total_loss / seen, total_correct / seen
+
+
+def evaluate(
+    network: Sequential, head: Head, Xs: np.ndarray, targets: np.ndarray, multilabel: bool
+) -> tuple[float, float]:
+    """Loss (full softmax for every head) and accuracy on a held-out set."""
+    network.train(False)
+    logits = network.forward(Xs)
+    w = np.ones(Xs.shape[0])
+    value, _ = head.loss(logits, targets, w)
+    return value, head.n_correct(logits, targets, multilabel, w) / Xs.shape[0]
+
+
+def validation_split(
+    y: np.ndarray, multilabel: bool, fraction: float, seed: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training rows and the ``fraction`` held out for early stopping, stratified by class."""
+    from sklearn.model_selection import train_test_split
+
+    n = y.shape[0]
+    rows = np.arange(n)
+    n_held = math.ceil(fraction * n)
+    if n_held < 1 or n - n_held < 1:
+        raise SoftmaxkitValueError(
+            f"`early_stopping` holds out `validation_fraction` {fraction} of the {n} rows, "
+            "leaving none to train or to validate on"
+        )
+    stratify = None
+    if not multilabel:
+        _, counts = np.unique(y, return_counts=True)
+        # Stratified as MLPClassifier does; a class of one row cannot be split, nor can
+        # more classes than held-out rows: then the split is plain random.
+        if counts.min() >= 2 and counts.shape[0] <= n_held and counts.shape[0] <= n - n_held:
+            stratify = y
+    train, held = train_test_split(rows, test_size=n_held, stratify=stratify, random_state=seed)
+    return np.sort(train), np.sort(held)
