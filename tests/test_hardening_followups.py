@@ -1,0 +1,124 @@
+"""Regression tests for the defects the fuzz suite found (issue 17 follow-ups)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import softmaxkit as sk
+from softmaxkit import nn
+from softmaxkit._errors import SoftmaxkitError, SoftmaxkitValueError
+
+# --- the torch fused path agrees with the others ------------------------------------------
+
+
+def test_fused_cross_entropy_grad_of_overflowing_row_is_not_zero(torch_path):
+    x = torch.tensor([[88.0, -1.0, -1e308, 1e308, 745.0, 1e308]], dtype=torch.float64)
+    loss, dx = sk.cross_entropy_grad(x, torch.tensor([2]))
+    assert math.isinf(float(loss))
+    np.testing.assert_allclose(dx.numpy(), [[0, 0, -1, 0.5, 0, 0.5]], atol=1e-15)
+
+
+def test_fused_label_smoothing_near_largest_float_does_not_overflow(torch_path):
+    x = torch.tensor([[1e308, -2.73, 0.71, 0.49, -0.85]], dtype=torch.float64)
+    loss = sk.cross_entropy(x, torch.tensor([3]), label_smoothing=0.2)
+    np.testing.assert_allclose(float(loss), 9.6e307, rtol=1e-12)
+
+
+def test_fused_single_class_row_costs_positive_zero(torch_path):
+    loss = sk.cross_entropy(torch.tensor([[3.0]]), torch.tensor([0]), reduction="none")
+    assert float(loss[0]) == 0 and math.copysign(1, float(loss[0])) == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int16, torch.uint8, torch.int32])
+def test_fused_small_integer_targets_are_accepted(torch_path, dtype):
+    x = torch.tensor([[0.5, 1.0, -1.0], [2.0, 0.0, 1.0]])
+    t = torch.tensor([0, 1], dtype=dtype)
+    ref = F.cross_entropy(x, t.long())
+    torch.testing.assert_close(sk.cross_entropy(x, t), ref)
+    torch.testing.assert_close(sk.nll_loss(torch.log_softmax(x, -1), t), ref)
+    _, dx = sk.cross_entropy_grad(x, t)
+    xr = x.clone().requires_grad_()
+    F.cross_entropy(xr, t.long()).backward()
+    torch.testing.assert_close(dx, xr.grad)
+
+
+@pytest.mark.parametrize("option", [{"softcap": 0.0}, {"z_loss": -1.0}, {"softcap": -2.0}])
+def test_fused_empty_input_checks_softcap_and_z_loss(torch_path, option):
+    name = next(iter(option))
+    with pytest.raises(SoftmaxkitValueError, match=f"`{name}`"):
+        sk.cross_entropy(torch.zeros(0, 1), torch.zeros(0, dtype=torch.long), **option)
+
+
+@pytest.mark.parametrize("name", ["weight", "pos_weight"])
+def test_bce_weight_that_does_not_broadcast_names_it(backend, name):
+    x = backend.asarray(np.zeros(3))
+    with pytest.raises(SoftmaxkitValueError, match=f"`{name}`"):
+        sk.binary_cross_entropy_with_logits(x, x, **{name: backend.asarray(np.ones((3, 2)))})
+
+
+# --- a zero weight does not hide NaN logits ----------------------------------------------
+
+
+def _torch_ce(x, t, **options):
+    def tensor(a):
+        return None if a is None else torch.from_numpy(np.asarray(a))
+
+    options = {k: tensor(v) if k == "weight" else v for k, v in options.items()}
+    return F.cross_entropy(tensor(x), tensor(t), **options).numpy()
+
+
+NAN_CASES = [
+    # (logits, target, weight, label_smoothing)
+    (np.array([[np.nan]]), np.array([[1.0]]), np.array([0.0]), 0.0),
+    (np.array([[np.nan, 0.0]]), np.array([0]), np.array([0.0, 1.0]), 0.0),
+    (np.array([[np.nan, 0.0]]), np.array([0]), np.array([0.0, 1.0]), 0.1),
+    (np.array([[np.nan, 0.0]]), np.array([[1.0, 0.0]]), np.array([0.0, 1.0]), 0.0),
+    (np.array([[np.nan, 0.0]]), np.array([[1.0, 0.0]]), np.array([0.0, 0.0]), 0.3),
+]
+
+
+@pytest.mark.parametrize("case", range(len(NAN_CASES)))
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_zero_weight_keeps_nan_logits_nan(engine, case, reduction):
+    x, t, w, eps = NAN_CASES[case]
+    options = dict(weight=w, label_smoothing=eps, reduction=reduction)
+    ref = _torch_ce(x, t, **options)
+    assert np.isnan(ref).all()
+    arrays = {k: engine.asarray(v) if k == "weight" else v for k, v in options.items()}
+    got = sk.cross_entropy(engine.asarray(x), engine.asarray(t), **arrays)
+    assert np.isnan(engine.to_numpy(got)).all()
+
+
+def test_zero_weight_keeps_nan_logits_nan_in_the_gradient_loss(engine):
+    x, t = engine.asarray(np.array([[np.nan, 0.0]])), engine.asarray(np.array([0]))
+    loss, _ = sk.cross_entropy_grad(
+        x, t, weight=engine.asarray(np.array([0.0, 1.0])), reduction="sum"
+    )
+    assert np.isnan(engine.to_numpy(loss))
+
+
+def test_zero_weight_still_makes_0_log_0_zero(engine):
+    # the rule NaN must not break: a -inf log-probability at zero target mass costs 0
+    x = engine.asarray(np.array([[0.0, -np.inf, 1.0]]))
+    t = engine.asarray(np.array([[0.5, 0.0, 0.5]]))
+    loss = sk.cross_entropy(x, t, reduction="sum")
+    assert np.isfinite(engine.to_numpy(loss))
+    ignored = sk.cross_entropy(
+        engine.asarray(np.array([[np.nan, 0.0]])),
+        engine.asarray(np.array([-100])),
+        reduction="none",
+    )
+    assert engine.to_numpy(ignored)[0] == 0
+
+
+def test_nll_loss_reads_only_the_target_log_probability(engine):
+    # torch's nll_loss gathers the target's entry: a NaN elsewhere does not count
+    loss = sk.nll_loss(
+        engine.asarray(np.array([[np.nan, -0.5]])), engine.asarray(np.array([1])), reduction="sum"
+    )
+    assert engine.to_numpy(loss) == 0.5
