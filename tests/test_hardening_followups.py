@@ -122,3 +122,57 @@ def test_nll_loss_reads_only_the_target_log_probability(engine):
         engine.asarray(np.array([[np.nan, -0.5]])), engine.asarray(np.array([1])), reduction="sum"
     )
     assert engine.to_numpy(loss) == 0.5
+
+
+# --- samplers --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", [True, False, np.bool_(True)])
+@pytest.mark.parametrize("name", ["UniformSampler", "LogUniformSampler"])
+def test_sampler_num_classes_bool_is_refused(name, flag):
+    from softmaxkit import sampling
+
+    with pytest.raises(SoftmaxkitError, match="`num_classes`"):
+        getattr(sampling, name)(flag)
+
+
+@pytest.mark.parametrize("name", ["UniformSampler", "LogUniformSampler", "UnigramSampler"])
+@pytest.mark.parametrize("n", [10**13, 10**19])
+def test_sampler_num_sampled_too_large_to_allocate_is_refused(name, n):
+    from softmaxkit import sampling
+
+    sampler = (
+        sampling.UnigramSampler([3, 1, 2])
+        if name == "UnigramSampler"
+        else getattr(sampling, name)(6)
+    )
+    with pytest.raises(SoftmaxkitValueError, match="`num_sampled`"):
+        sampler.sample(n, unique=False, rng=0)
+
+
+def test_unigram_sampler_counts_beyond_int64_are_used_as_floats():
+    from softmaxkit.sampling import UnigramSampler
+
+    p = UnigramSampler([2**70, 1, 2**70]).probability([0, 1, 2])
+    np.testing.assert_allclose(p, [0.5, 2.0**-71, 0.5])
+    with pytest.raises(SoftmaxkitValueError, match="`counts` must each fit in float64"):
+        UnigramSampler([10**400, 1])
+    with pytest.raises(SoftmaxkitError, match="`counts` must be an array of real numbers"):
+        UnigramSampler([2**70, "a"])
+
+
+# --- calibration -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-300, 1e300, 3.0])
+def test_fit_temperature_with_optimum_at_infinite_temperature_is_refused(scale):
+    z = np.array([[1, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 0, 0, 0, 1.0]]) * scale
+    with pytest.raises(SoftmaxkitValueError, match="T -> inf"):
+        sk.fit_temperature(z, np.array([0, 0, 0]))
+
+
+def test_fit_temperature_just_informative_logits_still_fit():
+    # f'(0) just below 0 for real (not by rounding): a finite, large temperature
+    z = np.array([[1, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 0, 0, 0, 1.0], [0, 1e-6, 0, 0, 0]])
+    t = sk.fit_temperature(z, np.array([0, 0, 0, 1]))
+    assert math.isfinite(t) and t > 1
