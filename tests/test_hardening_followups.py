@@ -176,3 +176,76 @@ def test_fit_temperature_just_informative_logits_still_fit():
     z = np.array([[1, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 0, 0, 0, 1.0], [0, 1e-6, 0, 0, 0]])
     t = sk.fit_temperature(z, np.array([0, 0, 0, 1]))
     assert math.isfinite(t) and t > 1
+
+
+# --- softmaxkit.nn settings ------------------------------------------------------------
+
+BAD_NN_SETTINGS = [
+    # (constructor, the argument it names)
+    (lambda: nn.Dense("3", 2), "in_features"),
+    (lambda: nn.Dense(2.5, 2), "in_features"),
+    (lambda: nn.Dense(True, 2), "in_features"),
+    (lambda: nn.Dense(2, None), "out_features"),
+    (lambda: nn.Dense(2, 2, init=["he"]), "init"),
+    (lambda: nn.Dense(2, 2, rng="a"), "rng"),
+    (lambda: nn.Dense(2, 2, rng=-1), "rng"),
+    (lambda: nn.Dense(2, 2, rng=True), "rng"),
+    (lambda: nn.Dropout("0.5"), "rate"),
+    (lambda: nn.Dropout(None), "rate"),
+    (lambda: nn.Dropout(True), "rate"),
+    (lambda: nn.Dropout(math.nan), "rate"),
+    (lambda: nn.Dropout(0.5, rng=1.5), "rng"),
+    (lambda: nn.SGD(lr="a"), "lr"),
+    (lambda: nn.SGD(lr=None), "lr"),
+    (lambda: nn.SGD(lr="3"), "lr"),
+    (lambda: nn.SGD(lr=True), "lr"),
+    (lambda: nn.SGD(momentum="0.9"), "momentum"),
+    (lambda: nn.SGD(weight_decay=None), "weight_decay"),
+    (lambda: nn.SGD(weight_decay=-1.0), "weight_decay"),
+    (lambda: nn.Adam(lr=math.inf), "lr"),
+    (lambda: nn.Adam(betas=0.9), "betas"),
+    (lambda: nn.Adam(betas=(0.9,)), "betas"),
+    (lambda: nn.Adam(betas=(0.9, "0.99")), "betas[1]"),
+    (lambda: nn.Adam(eps="1e-8"), "eps"),
+    (lambda: nn.Adam(weight_decay="0"), "weight_decay"),
+    (lambda: nn.Sequential(3), "layers[0]"),
+    (lambda: nn.Sequential(nn.ReLU(), "relu"), "layers[1]"),
+    (lambda: nn.ReLU().train("no"), "mode"),
+    (lambda: nn.Sequential(nn.ReLU()).train(None), "mode"),
+    (lambda: nn.he_normal("3", 2, rng=np.random.default_rng(0)), "fan_in"),
+    (lambda: nn.glorot_uniform(3, 2.0, rng=np.random.default_rng(0)), "fan_out"),
+    (lambda: nn.he_normal(3, 2, rng=0), "rng"),
+    (lambda: nn.Dense(2, 3, rng=0).forward(np.array([["a", "b"]])), "x"),
+    (lambda: nn.SoftmaxCrossEntropy().forward(np.zeros((1, 2)), np.array(["a"])), "targets"),
+    (lambda: nn.SGD().step([np.ones(1)], [np.ones(1)]), "params"),
+    (lambda: nn.Adam().step({"w": np.ones(1)}, {"w": [1.0]}), "grads['w']"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(BAD_NN_SETTINGS)))
+def test_nn_bad_setting_is_refused_by_name(case):
+    build, name = BAD_NN_SETTINGS[case]
+    with pytest.raises(SoftmaxkitError) as info:  # (a name like `betas[1]` is no regex)
+        build()
+    assert f"`{name}`" in str(info.value)
+
+
+def test_nn_dense_backward_of_the_wrong_shape_is_refused_by_name():
+    layer = nn.Dense(2, 3, rng=0)
+    layer.forward(np.ones((4, 2)))
+    with pytest.raises(SoftmaxkitValueError, match="`dL_dy`"):
+        layer.backward(np.ones((4, 2)))
+
+
+def test_nn_settings_accept_numpy_scalars():
+    layer = nn.Dense(np.int64(3), np.int32(2), rng=np.int64(0))
+    assert (layer.in_features, layer.out_features) == (3, 2)
+    assert nn.Dropout(np.float32(0.25)).rate == 0.25
+    sgd = nn.SGD(lr=np.float64(0.5), momentum=np.float32(0.5), weight_decay=np.int64(0))
+    assert (sgd.lr, sgd.momentum, sgd.weight_decay) == (0.5, 0.5, 0.0)
+    adam = nn.Adam(lr=np.float32(0.25), betas=np.array([0.5, 0.75]), eps=np.float64(1e-6))
+    assert adam.betas == (0.5, 0.75)
+    assert nn.he_normal(np.int64(3), np.int8(2), rng=np.random.default_rng(0)).shape == (3, 2)
+    assert nn.Sequential(nn.ReLU()).train(np.bool_(False)).training is False
+    # lists as arrays, as everywhere else in the library
+    assert nn.Dense(2, 1, rng=0).forward([[1.0, 2.0]]).shape == (1, 1)
