@@ -34,6 +34,28 @@ def test_fused_single_class_row_costs_positive_zero(torch_path):
     assert float(loss[0]) == 0 and math.copysign(1, float(loss[0])) == 1
 
 
+@pytest.mark.parametrize(
+    "row", [[1e308], [700.0, 1e308, 1e308], [-1.0, 1e308], [-1e308, 1e308, 700.0]]
+)
+def test_fused_z_loss_gradient_near_largest_float_is_finite(torch_path, row):
+    # d(z lse**2)/dx = 2 z lse softmax(x): finite though lse**2 overflows
+    x = torch.tensor([row], dtype=torch.float64)
+    _, dx = sk.cross_entropy_grad(x, torch.tensor([len(row) - 1]), z_loss=0.1, reduction="sum")
+    p = torch.softmax(x, -1)
+    expected = (
+        p
+        - F.one_hot(torch.tensor([len(row) - 1]), len(row))
+        + 0.2 * torch.logsumexp(x, -1, keepdim=True) * p
+    )
+    torch.testing.assert_close(dx, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_fused_z_loss_of_an_ignored_row_has_zero_gradient(torch_path):
+    x = torch.tensor([[0.0, 1e308]], dtype=torch.float64)
+    _, dx = sk.cross_entropy_grad(x, torch.tensor([-100]), z_loss=0.1, reduction="sum")
+    assert torch.equal(dx, torch.zeros_like(x))
+
+
 @pytest.mark.parametrize("dtype", [torch.int8, torch.int16, torch.uint8, torch.int32])
 def test_fused_small_integer_targets_are_accepted(torch_path, dtype):
     x = torch.tensor([[0.5, 1.0, -1.0], [2.0, 0.0, 1.0]])

@@ -38,6 +38,7 @@ from ._backend import (
     is_numpy,
     is_torch,
     namespace,
+    numpy_quiet,
     to_numpy,
 )
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
@@ -311,7 +312,10 @@ def _cross_entropy_terms(plan: _Plan, log_probs_given: bool) -> tuple[Array, Arr
     main = xp.sum(q * xp.where(q == 0, xp.where(xp.isnan(cost), absent, zero), cost), axis=-1)
     if plan.z_loss != 0:
         lse = logsumexp(x, -1)
-        z_rows = xp.where(plan.kept, plan.z_loss * lse**2, zero)
+        # (z lse) lse: its autograd (torch tensors on this path) gives 2 z lse where the
+        # square's gives inf for lse ~ 1e308; the value overflows to inf there, by rule
+        with numpy_quiet(lse, over="ignore"):
+            z_rows = xp.where(plan.kept, (plan.z_loss * lse) * lse, zero)
     else:
         z_rows = xp.zeros_like(main)
     return main, z_rows, x, log_probs

@@ -330,8 +330,18 @@ def _log_probs(x: Tensor) -> Tensor:
         zero = _zero(x)
         neg_inf = torch.full((), -math.inf, dtype=x.dtype, device=x.device)
         posinf, empty = m == math.inf, m == -math.inf
+        finite = ~(posinf | empty | torch.isnan(m))
         z = torch.where(posinf, torch.where(x == math.inf, zero, neg_inf), x)
-        logp = torch.log_softmax(torch.where(empty, zero, z), dim=-1)
+        z = torch.where(empty, zero, z)
+        # z - m - log1p(r), r = sum(exp(z - m)) - 1 formed without the sum (each max
+        # entry adds exp(0) - 1 = 0 by value, exp(0) to the gradient): torch.log_softmax's
+        # log of the sum loses the log-probability of a confident row (1 + 3e-10 rounds)
+        shifted = z - torch.where(finite, m, zero)
+        e = torch.exp(shifted)
+        top = shifted == 0
+        r = torch.sum(torch.where(top, e - 1, e), dim=-1, keepdim=True)
+        r = r + (torch.sum(top, dim=-1, keepdim=True).to(x.dtype) - 1)
+        logp = torch.where(finite, shifted - torch.log1p(r), torch.log_softmax(z, dim=-1))
         logp = torch.where(empty, neg_inf, logp)
     return torch.where(x == -math.inf, logp.detach(), logp)
 
@@ -372,7 +382,11 @@ def _cross_entropy_composite(
         denominator = torch.sum(w_t)
     z_rows = None
     if z_loss:
-        z_rows = torch.where(kept, z_loss * _logsumexp_rows(x) ** 2, _zero(x))
+        lse = _logsumexp_rows(x)
+        # (z lse) lse rather than z lse**2: the square overflows (to inf, and its
+        # gradient 2 lse to inf or 0 * inf = NaN) where lse ~ 1e308 and the z-loss
+        # gradient 2 z lse p is still finite, as the other paths give it
+        z_rows = torch.where(kept, (z_loss * lse) * lse, _zero(x))
     if reduction == "none":
         return rows if z_rows is None else rows + z_rows
     if reduction == "sum":
@@ -386,12 +400,15 @@ def _cross_entropy_composite(
 def _logsumexp_rows(x: Tensor) -> Tensor:
     if _operators(x):
         return _call("logsumexp", x, [x.dim() - 1]).squeeze(-1)
-    # torch.logsumexp, with a +inf or all -inf row a constant (gradient 0), as on the
-    # other paths (see _log_probs)
-    m = torch.amax(x.detach(), dim=-1)
+    # m + log(sum(exp(x - m))) with the max m a constant (lse does not move with it), so
+    # that the gradient is exp(x - m) / sum, exact: torch.logsumexp's exp(x - lse) is 1
+    # at each of two entries 1e308, where m + log 2 rounds to m.  A +inf or all -inf
+    # row is a constant (gradient 0), as on the other paths (see _log_probs).
+    m = torch.amax(x.detach(), dim=-1, keepdim=True)
     finite = torch.isfinite(m)
-    safe = torch.where(finite[..., None], x, _zero(x))
-    return torch.where(finite, torch.logsumexp(safe, dim=-1), m)
+    shifted = torch.where(finite, x - torch.where(finite, m, _zero(x)), _zero(x))
+    lse = m + torch.log(torch.sum(torch.exp(shifted), dim=-1, keepdim=True))
+    return torch.where(finite, lse, m).squeeze(-1)
 
 
 def _nll_composite(log_probs, target, weight, ignore_index, reduction):
