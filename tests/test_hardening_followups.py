@@ -70,10 +70,13 @@ def test_fused_small_integer_targets_are_accepted(torch_path, dtype):
 
 
 @pytest.mark.parametrize("option", [{"softcap": 0.0}, {"z_loss": -1.0}, {"softcap": -2.0}])
-def test_fused_empty_input_checks_softcap_and_z_loss(torch_path, option):
+def test_fused_empty_input_checks_softcap_and_z_loss(engine, option):
     name = next(iter(option))
+    x, t = engine.asarray(np.zeros((0, 1))), engine.asarray(np.zeros(0, dtype=np.int64))
     with pytest.raises(SoftmaxkitValueError, match=f"`{name}`"):
-        sk.cross_entropy(torch.zeros(0, 1), torch.zeros(0, dtype=torch.long), **option)
+        sk.cross_entropy(x, t, **option)
+    with pytest.raises(SoftmaxkitValueError, match=f"`{name}`"):
+        sk.cross_entropy_grad(x, t, **option)
 
 
 @pytest.mark.parametrize("name", ["weight", "pos_weight"])
