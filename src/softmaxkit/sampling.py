@@ -213,7 +213,7 @@ class _Sampler:
         SoftmaxkitValueError
             With ``unique=True``, when ``num_sampled`` exceeds the number of
             classes that can be drawn (those of non-zero probability, after
-            any underflow).
+            any underflow); and when ``num_sampled`` classes do not fit in memory.
         """
         n = _count(num_sampled, "num_sampled", 1)
         unique = check_flag(unique, "unique")
