@@ -516,3 +516,53 @@ def test_kernels_on_and_off_agree(alpha, dtype):
     tol = 1e-12 if dtype == np.float64 else 1e-6
     np.testing.assert_allclose(on, off, atol=tol, rtol=0)
     np.testing.assert_allclose(back_on, back_off, atol=tol * 10, rtol=0)
+
+
+def test_sparse_kernels_are_built_and_serve_float_rows():
+    from softmaxkit._kernels import _sparse as sparse_kernels
+
+    assert sparse_kernels.available()
+    x = np.random.default_rng(19).normal(size=(3, 8))
+    with _kernels.use(True):
+        assert sparse_kernels.project(x, (1,), "sparsemax", x.dtype) is not None
+        assert sparse_kernels.project(x, (0,), "sparsemax", x.dtype) is None  # portable layout
+    with _kernels.use(False):
+        assert sparse_kernels.project(x, (1,), "sparsemax", x.dtype) is None
+
+
+@pytest.mark.parametrize("alpha", (1.5, 2.0))
+def test_kernel_result_does_not_depend_on_the_thread_count(alpha):
+    x = np.random.default_rng(20).normal(size=(64, 1000)).astype(np.float32)
+    previous = _kernels.num_threads()
+    try:
+        with _kernels.use(True):
+            _kernels.set_num_threads(1)
+            one = _apply(alpha, x)
+            _kernels.set_num_threads(2)
+            two = _apply(alpha, x)
+    finally:
+        _kernels.set_num_threads(previous)
+    np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("alpha", (1.5, 2.0))
+def test_kernels_on_long_rows_with_wide_supports_match_the_reference(alpha):
+    rng = np.random.default_rng(21)
+    n = 20000
+    x = np.stack([np.zeros(n), rng.normal(size=n) * 1e-3, np.linspace(-1, 1, n)])
+    with _kernels.use(True):
+        got = _apply(alpha, x)
+    np.testing.assert_allclose(got, _reference(x, alpha), atol=1e-12, rtol=0)
+    with _kernels.use(True):
+        got32 = _apply(alpha, x.astype(np.float32))
+    np.testing.assert_allclose(got32, _reference(x, alpha), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("alpha", (1.5, 2.0))
+def test_other_layouts_fall_to_the_portable_path_and_agree(alpha):
+    x = np.random.default_rng(22).normal(size=(6, 10))
+    with _kernels.use(True):
+        for view, axis in ((x.T, -1), (x[:, ::2], -1), (x, 0)):
+            np.testing.assert_allclose(
+                _apply(alpha, view, axis=axis), _reference(view, alpha, axis), atol=1e-12
+            )
