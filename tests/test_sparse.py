@@ -566,3 +566,26 @@ def test_other_layouts_fall_to_the_portable_path_and_agree(alpha):
             np.testing.assert_allclose(
                 _apply(alpha, view, axis=axis), _reference(view, alpha, axis), atol=1e-12
             )
+
+
+# --- the torch operator --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, alpha", (("sparsemax", 2.0), ("entmax15", 1.5), ("bisect", 1.7)))
+def test_torch_operator_passes_opcheck(kind, alpha):
+    x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.softmaxkit.entmax_rows.default, (x, kind, alpha, 64))
+
+
+def test_torch_meta_tensors_get_shapes_and_second_derivatives_work():
+    assert sk.entmax15(torch.empty(2, 3, device="meta")).shape == (2, 3)
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda t: sk.entmax15(t), (x,))
+
+
+@pytest.mark.parametrize("alpha", (1.5, 2.0))
+def test_torch_cpu_kernels_and_portable_path_agree(alpha, torch_path):
+    x = torch.from_numpy(np.random.default_rng(23).normal(size=(20, 300)).astype(np.float32))
+    np.testing.assert_allclose(
+        _apply(alpha, x).numpy(), _reference(x.double().numpy(), alpha), atol=1e-6, rtol=0
+    )

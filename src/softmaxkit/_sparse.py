@@ -245,39 +245,6 @@ def _backward_rows(xp: ModuleType, g: Array, p: Array, alpha: float) -> Array:
 
 # --- differentiable wrappers ----------------------------------------------------------------
 
-_TORCH_FUNCTION: Any = None
-
-
-def _torch_function() -> Any:
-    global _TORCH_FUNCTION
-    if _TORCH_FUNCTION is None:
-        import torch
-
-        class _Entmax(torch.autograd.Function):
-            """Rows ``x`` to ``p``; the backward is :func:`_backward_rows` (support only)."""
-
-            @staticmethod
-            def forward(x, kind, alpha, n_iter):  # type: ignore[override]
-                p, frozen = _project_rows(x.detach(), kind, alpha, n_iter)
-                return p, frozen
-
-            @staticmethod
-            def setup_context(ctx, inputs, output):  # type: ignore[override]
-                ctx.alpha = inputs[2]
-                ctx.save_for_backward(*output)
-                ctx.mark_non_differentiable(output[1])
-
-            @staticmethod
-            def backward(ctx, G, _):  # type: ignore[override]
-                p, frozen = ctx.saved_tensors
-                xp = namespace(p)
-                dx = _backward_rows(xp, G, p, ctx.alpha)
-                return xp.where(frozen, xp.zeros_like(dx), dx), None, None, None
-
-        _TORCH_FUNCTION = _Entmax
-    return _TORCH_FUNCTION
-
-
 _JAX_FUNCTION: Any = None
 
 
@@ -311,16 +278,18 @@ def _entmax_any(x: Array, axis: Axis, where: Any, alpha: float, n_iter: int) -> 
     kind = _kind(alpha)
     prep = _prepare(x, axis, where)
     xp, x = prep.xp, prep.x
-    if prep.empty or (x.ndim == 0 and not prep.axes):
-        if prep.empty:
-            return xp.astype(x, prep.out_dtype)
+    if prep.empty:
+        return xp.astype(x, prep.out_dtype)
     if kind != _BISECT and type(x) is np.ndarray:
         out = _sparse_kernels.project(x, prep.axes, kind, prep.out_dtype)
         if out is not None:
             return out
     rows, back = _to_rows(xp, x, prep.axes)
-    if is_torch(rows) and _in_graph(rows):
-        p = _torch_function().apply(rows, kind, alpha, n_iter)[0]
+    if is_torch(rows):
+        # a torch.library operator (the compiled kernels on CPU) with its autograd formula
+        from ._backends import _torch_sparse
+
+        p = _torch_sparse.entmax_rows(rows, kind, alpha, n_iter)
     elif is_jax(rows):
         p = _jax_function()(rows, kind, alpha, n_iter)
     else:

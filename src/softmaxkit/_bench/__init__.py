@@ -46,6 +46,7 @@ SUITES: dict[str, str] = {
     "linear-ce": "softmaxkit._bench.linear_ce",
     "sampling": "softmaxkit._bench.sampling",
     "torch": "softmaxkit._bench.tensors",
+    "sparse": "softmaxkit._bench.sparse",
 }
 
 THREADS = 2
