@@ -67,11 +67,14 @@ def _adversarial(rng: np.random.Generator, n: int) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
-def test_values_match_entmax_package_on_random_shapes_and_axes(backend, kernel_path, alpha):
+def test_values_match_entmax_package_on_random_shapes_and_axes(engine, alpha):
     rng = np.random.default_rng(int(alpha * 10))
-    for shape, axis in (((4, 9), -1), ((3, 5, 6), 1), ((7,), 0), ((2, 3, 33), -1), ((5, 4), 0)):
+    cases = [((4, 9), -1), ((3, 5, 6), 1), ((7,), 0), ((2, 3, 33), -1), ((5, 4), 0)]
+    if engine.name == "jax":
+        cases = cases[1:3]  # every shape is a compilation; two show the axes
+    for shape, axis in cases:
         x = rng.normal(size=shape) * 2
-        got = backend.to_numpy(_apply(alpha, backend.asarray(x), axis=axis))
+        got = engine.to_numpy(_apply(alpha, engine.asarray(x), axis=axis))
         tol = 1e-12 if alpha in (1.5, 2.0) else 1e-10
         np.testing.assert_allclose(got, _reference(x, alpha, axis), atol=tol, rtol=0)
 
