@@ -592,3 +592,12 @@ def test_torch_cpu_kernels_and_portable_path_agree(alpha, torch_path):
     np.testing.assert_allclose(
         _apply(alpha, x).numpy(), _reference(x.double().numpy(), alpha), atol=1e-6, rtol=0
     )
+
+
+@pytest.mark.parametrize("alpha", (1.5, 2.0, 1.7))
+def test_backward_of_a_nan_slice_stays_nan_in_that_slice(kernel_path, alpha):
+    p = np.array([[np.nan, np.nan, np.nan], [0.5, 0.5, 0.0]])
+    g = np.array([[1.0, 2.0, 3.0], [1.0, 0.0, 1.0]])
+    dx = sk.sparsemax_backward(g, p) if alpha == 2 else sk.entmax_backward(g, p, alpha)
+    assert np.isnan(dx[0]).all()
+    assert np.isfinite(dx[1]).all() and dx[1, 2] == 0

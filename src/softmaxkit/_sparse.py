@@ -231,7 +231,7 @@ def _backward_rows(xp: ModuleType, g: Array, p: Array, alpha: float) -> Array:
     zero = xp.asarray(0.0, dtype=p.dtype)
     live = (p > 0) | xp.isnan(p)  # NaN spreads through the sums, staying in its row
     if alpha == 2:
-        s = xp.astype(live, p.dtype)
+        s = xp.where(xp.isnan(p), p, xp.astype(live, p.dtype))
     elif alpha == 1:
         s = p
     else:

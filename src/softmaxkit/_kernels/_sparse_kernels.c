@@ -139,7 +139,7 @@ DEFINE_ROW(double, row_d)
         for (Py_ssize_t i = 0; i < n; i++) {                                                 \
             double pi = (double)p[i];                                                        \
             if (pi > 0 || pi != pi) {                                                        \
-                double s = op == ENTMAX15 ? sqrt(pi) : 1.0;                                  \
+                double s = op == ENTMAX15 || pi != pi ? sqrt(pi) : 1.0;                                  \
                 sg += s * (double)g[i];                                              \
                 ss += s;                                                                     \
             }                                                                                \
@@ -148,7 +148,7 @@ DEFINE_ROW(double, row_d)
         for (Py_ssize_t i = 0; i < n; i++) {                                                 \
             double pi = (double)p[i];                                                        \
             if (pi > 0 || pi != pi) {                                                        \
-                double s = op == ENTMAX15 ? sqrt(pi) : 1.0;                                  \
+                double s = op == ENTMAX15 || pi != pi ? sqrt(pi) : 1.0;                                  \
                 dx[i] = (T)(s * (double)g[i] - s * mean);                                    \
             } else {                                                                         \
                 dx[i] = (T)0;                                                                \
