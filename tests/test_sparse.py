@@ -601,3 +601,13 @@ def test_backward_of_a_nan_slice_stays_nan_in_that_slice(kernel_path, alpha):
     dx = sk.sparsemax_backward(g, p) if alpha == 2 else sk.entmax_backward(g, p, alpha)
     assert np.isnan(dx[0]).all()
     assert np.isfinite(dx[1]).all() and dx[1, 2] == 0
+
+
+@pytest.mark.parametrize("alpha", (1.5, 2.0))
+def test_torch_vmap_and_its_gradient_equal_the_batched_call(alpha):
+    x = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
+    batched = torch.func.vmap(lambda v: _apply(alpha, v))(x)
+    torch.testing.assert_close(batched, _apply(alpha, x))
+    grad = torch.func.grad(lambda v: torch.func.vmap(lambda r: _apply(alpha, r))(v)[..., 0].sum())
+    want = torch.func.grad(lambda v: _apply(alpha, v)[..., 0].sum())
+    torch.testing.assert_close(grad(x), want(x))

@@ -7,7 +7,7 @@ marking the rows whose gradient is 0 (a ``+inf`` or all ``-inf`` max).  Its kern
 is the compiled one of :mod:`softmaxkit._kernels._sparse` for contiguous CPU
 float32/float64 rows of sparsemax and 1.5-entmax (on the tensor's own memory), and
 the portable array-API code otherwise; a fake implementation gives the shapes to
-meta tensors and ``torch.compile``.  Its autograd formula is the backward product
+meta tensors and ``torch.compile``, a batching rule serves ``torch.func.vmap``.  Its autograd formula is the backward product
 written in torch operations, so it is differentiable twice.
 """
 
@@ -86,6 +86,17 @@ torch.library.register_autograd(
 )
 
 
+@torch.library.register_vmap("softmaxkit::entmax_rows", lib=_LIB)
+def _vmap(info: Any, in_dims: tuple[Any, ...], x: Tensor, kind: str, alpha: float, n_iter: int):
+    # rows are independent: the batch is more rows
+    if in_dims[0] is None:
+        return torch.ops.softmaxkit.entmax_rows(x, kind, alpha, n_iter), (None, None)
+    moved = x.movedim(in_dims[0], 0)
+    size, rows, n = moved.shape
+    p, frozen = torch.ops.softmaxkit.entmax_rows(moved.reshape(size * rows, n), kind, alpha, n_iter)
+    return (p.reshape(size, rows, n), frozen.reshape(size, rows, 1)), (0, 0)
+
+
 class _Function(torch.autograd.Function):
     """The operator with its formula, for softmaxkit's own calls (``torch.func`` needs it)."""
 
@@ -93,14 +104,24 @@ class _Function(torch.autograd.Function):
     def forward(x: Tensor, kind: str, alpha: float, n_iter: int) -> Any:  # type: ignore[override]
         return torch.ops.softmaxkit.entmax_rows(x, kind, alpha, n_iter)
 
-    setup_context = staticmethod(_setup)  # type: ignore[assignment]
-    backward = staticmethod(_backward)  # type: ignore[assignment]
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        _setup(ctx, inputs, output)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> Any:
+        return _backward(ctx, *grads)
+
+    generate_vmap_rule = True
 
 
 def entmax_rows(x: Tensor, kind: str, alpha: float, n_iter: int) -> Tensor:
-    """``p`` of the rows of ``x``: the operator through autograd where a gradient is due."""
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _Function.apply(x, kind, alpha, n_iter)[0]  # type: ignore[no-any-return]
-    if _torch._unobserved((x,)):
+    """``p`` of the rows of ``x``: the kernel itself where nothing watches, else the operator.
+
+    Watched calls (a gradient due, tracing, a ``torch.func`` transform, whose wrapped
+    tensors need not say ``requires_grad``) go through the autograd Function, whose
+    ``setup_context`` the transforms require.
+    """
+    if not (torch.is_grad_enabled() and x.requires_grad) and _torch._unobserved((x,)):
         return _rows(x, kind, alpha, n_iter)[0]
-    return torch.ops.softmaxkit.entmax_rows(x, kind, alpha, n_iter)[0]  # type: ignore[no-any-return]
+    return _Function.apply(x, kind, alpha, n_iter)[0]  # type: ignore[no-any-return]
