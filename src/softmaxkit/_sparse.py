@@ -14,8 +14,11 @@ masked slice gives 0 with gradient 0; NaN stays in its slice.
 The portable path works on rows: the reduced axes are moved last and merged, and
 each row is shifted by its max, so that ``tau`` lies in ``[-1, 0)`` whatever the
 scores' magnitude.  Sparsemax and 1.5-entmax find ``tau`` in closed form after a sort;
-other ``alpha`` by bisection on ``tau``.  On NumPy float32/float64 arrays the compiled
-kernels of :mod:`._kernels._sparse` find the same threshold without a sort.
+other ``alpha`` by bisection on ``tau``.  On NumPy float32/float64 arrays reduced along
+their last, contiguous axis (and on such CPU torch tensors, through the operator of
+:mod:`._backends._torch_sparse`) the compiled kernels of :mod:`._kernels._sparse` find
+the same threshold without a sort.  JAX arrays are differentiated through a
+``jax.custom_vjp`` whose backward is :func:`_backward_rows`.
 """
 
 from __future__ import annotations
