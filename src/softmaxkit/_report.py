@@ -28,6 +28,7 @@ from ._calibration import expected_calibration_error, reliability_diagram
 from ._classifier import Classifier
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._losses import binary_cross_entropy_with_logits, cross_entropy
+from ._sparse import sparsemax_loss
 
 __all__ = ["FIGURES", "report_metrics", "write_report"]
 
@@ -119,6 +120,10 @@ def report_metrics(
     * softmax heads (``"softmax"``, ``"sampled"``): ``log_loss = -mean(log
       p[true class])``, :func:`softmaxkit.cross_entropy` of the logits (exact
       even where ``p`` underflows); ECE over the top-1 confidence, 15 bins;
+    * sparsemax head: ``log_loss`` is the mean sparsemax loss of the logits
+      (its training loss: ``-log p`` is infinite wherever the true class gets
+      exactly 0), with ``true_class_zero_probability`` (the fraction of rows
+      where it does) and ``mean_nonzero_classes``; ECE as for softmax;
     * logistic head: ``log_loss`` is the binary log-loss summed over the
       labels and averaged over the examples (the training loss of
       :class:`softmaxkit.nn.LogisticCrossEntropy`); ECE treats each
@@ -149,7 +154,21 @@ def report_metrics(
         name: _precision_recall(hits[:, k] == 1, target[:, k] == 1)
         for k, name in enumerate(_names(model, label_names))
     }
-    if model._fitted_settings()["head"] != "logistic":
+    if model._fitted_settings()["head"] == "sparsemax":
+        index = _class_index(model, y)
+        # -log p is +inf on every row whose true class sparsemax gives exactly 0, so the
+        # report gives the head's own (finite) loss and says how often that happens.
+        out["log_loss"] = float(sparsemax_loss(logits, index))
+        out["log_loss_definition"] = (
+            "mean sparsemax (Fenchel-Young) loss of the logits, the training loss; "
+            "-log p(true class) is inf where p = sparsemax(logits) is 0 there"
+        )
+        out["true_class_zero_probability"] = float(
+            np.mean(probs[np.arange(len(index)), index] == 0)
+        )
+        out["mean_nonzero_classes"] = float(np.mean(np.sum(probs > 0, axis=1)))
+        out["expected_calibration_error"] = expected_calibration_error(probs, index)
+    elif model._fitted_settings()["head"] != "logistic":
         index = _class_index(model, y)
         out["log_loss"] = float(cross_entropy(logits, index))
         out["log_loss_definition"] = "mean -log p(true class), p = softmax(logits)"
@@ -264,6 +283,7 @@ def _test_examples(
     n = len(chosen)
     X, y = X[chosen], y[chosen]
     probs = model.predict_proba(X)
+    logits = model._logits(X)
     target = _targets01(model, y)
     n_cols = 3
     n_rows = -(-n // n_cols)
@@ -281,7 +301,9 @@ def _test_examples(
             ax_img.imshow(X[i].reshape(image_shape), cmap="gray_r")
         ax_img.set_xticks([])
         ax_img.set_yticks([])
-        top = np.argsort(-probs[i], kind="stable")[:n_top]
+        # Ties broken by the logits: the classes sparsemax gives exactly 0 then come in
+        # the order the network ranks them, not in the order of their index.
+        top = np.lexsort((-logits[i], -probs[i]))[:n_top]
         if model.multilabel_:
             # Each bar is its own yes/no decision at 0.5: green where it is right.
             decided = (probs[i] >= 0.5).astype(np.int64)
@@ -302,6 +324,9 @@ def _test_examples(
             f"#{chosen[i]} true: {truth}", fontsize=7, color="black" if right else "red"
         )
         ax_bar.barh(np.arange(len(top)), probs[i][top], color=colors)
+        for j, k in enumerate(top):
+            if probs[i][k] == 0:  # an exact zero (sparsemax): say so, not an empty bar
+                ax_bar.text(0.01, j, "0", va="center", fontsize=7, color="gray")
         ax_bar.set_yticks(np.arange(len(top)), [names[k] for k in top], fontsize=8)
         ax_bar.invert_yaxis()
         ax_bar.set_xlim(0, 1)

@@ -30,6 +30,7 @@ from ._heads import (
     LogisticHead,
     SampledHead,
     SoftmaxHead,
+    SparsemaxHead,
     as_labels,
     check_target_kind,
     classes_of,
@@ -74,7 +75,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         logistic regression.  A list or a 1-D integer array also works; a
         string or a float width is refused rather than read digit by digit or
         truncated.
-    head : {"softmax", "logistic", "sampled"}, default "softmax"
+    head : {"softmax", "logistic", "sampled", "sparsemax"}, default "softmax"
         ``"softmax"``: one class per example, ``predict_proba`` rows sum to 1.
         ``"logistic"``: one sigmoid per output; with a 2-D 0/1 ``y`` this is
         multi-label (an image can be both "person" and "dog") and
@@ -83,6 +84,11 @@ class Classifier(ClassifierMixin, BaseEstimator):
         ``"sampled"``: trained on sampled softmax over ``num_sampled`` classes per
         batch (:func:`softmaxkit.sampled_softmax_loss`), for problems with very
         many classes; prediction still uses the full softmax.
+        ``"sparsemax"``: trained with the sparsemax (Fenchel-Young) loss
+        (:func:`softmaxkit.sparsemax_loss`); ``predict_proba`` is
+        :func:`softmaxkit.sparsemax` of the logits, rows that sum to 1 with exact
+        zeros (a short list of plausible classes), and ``predict_log_proba`` is
+        ``-inf`` at those zeros.
     num_sampled : int, default 64
         Used by ``head="sampled"`` only; at most the number of classes.
     epochs : int, default 50
@@ -778,8 +784,10 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
         Two classes (not multi-label): shape ``(N,)``, ``log p1 - log p0`` with the
         probabilities of ``predict_proba``, so positive means ``classes_[1]``
-        (scikit-learn's convention).  Otherwise the output layer's logits ``z``,
-        shape ``(N, len(classes_))``, largest at the predicted class.
+        (scikit-learn's convention); for the sparsemax head, whose probabilities
+        can be exactly 0, ``z1 - z0`` (``p1 = clip((1 + z1 - z0) / 2, 0, 1)``).
+        Otherwise the output layer's logits ``z``, shape ``(N, len(classes_))``,
+        largest at the predicted class.
         """
         logits = self._logits(X)
         if self.multilabel_ or logits.shape[1] != 2:
@@ -796,12 +804,15 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
         Softmax and sampled heads: ``softmax(z)``.  Logistic head: multi-label,
         the independent ``sigmoid(z)``; one-vs-rest, the sigmoids normalised to
-        sum to 1.
+        sum to 1.  Sparsemax head: ``sparsemax(z)``, with exact zeros.
         """
         return self._fitted_head().proba(self._logits(X), self.multilabel_)
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
-        """``log(predict_proba(X))``, computed in logs (exact where probabilities underflow)."""
+        """``log(predict_proba(X))``, computed in logs (exact where probabilities underflow).
+
+        The sparsemax head gives ``-inf`` where ``predict_proba`` is exactly 0.
+        """
         return self._fitted_head().log_proba(self._logits(X), self.multilabel_)
 
     def predict(self, X: Any) -> np.ndarray:
@@ -890,6 +901,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
 # What reads a fitted model's outputs, per head (reading needs no training state).
 _READERS: dict[str, Head] = {"softmax": SoftmaxHead(), "logistic": LogisticHead()}
 _READERS["sampled"] = _READERS["softmax"]
+_READERS["sparsemax"] = SparsemaxHead()
 
 # Label kinds type_of_target can judge (bytes are judged as text in check_target_kind).
 LABEL_CHECKED_KINDS = "biufcUSMm"

@@ -17,6 +17,7 @@ from .._candidate import sampled_logits
 from .._errors import SoftmaxkitError, SoftmaxkitTypeError, SoftmaxkitValueError
 from .._losses import binary_cross_entropy_with_logits_grad, cross_entropy_grad
 from .._softmax import log_sigmoid, log_softmax, sigmoid, softmax
+from .._sparse import sparsemax, sparsemax_loss_grad
 from ..nn import Sequential
 from ..sampling import UnigramSampler
 
@@ -140,8 +141,8 @@ class SoftmaxHead(Head):
     def encode(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         if y.ndim == 2:
             raise SoftmaxkitValueError(
-                f"`y` of shape {y.shape} is multi-label; head='softmax' takes one label per "
-                "example, shape (N,): use head='logistic' for multi-label y"
+                f"`y` of shape {y.shape} is multi-label; head={self.name!r} takes one label "
+                "per example, shape (N,): use head='logistic' for multi-label y"
             )
         classes, index = classes_of(y)
         return index, classes, False
@@ -203,6 +204,33 @@ class LogisticHead(Head):
             return log_p
         top = log_p.max(axis=1, keepdims=True)
         return log_p - (top + np.log(np.exp(log_p - top).sum(axis=1, keepdims=True)))
+
+
+class SparsemaxHead(SoftmaxHead):
+    """One class per example: ``p = sparsemax(z)``, trained with the sparsemax loss.
+
+    The loss is the Fenchel-Young loss of sparsemax (:func:`softmaxkit.sparsemax_loss`),
+    ``l = <p, z> + (1 - |p|^2) / 2 - z[y]`` with gradient ``p - onehot(y)``: zero once
+    the true class leads every other by at least 1, so confident rows stop pulling.
+    ``predict_proba`` rows are the Euclidean projection of ``z`` onto the simplex and
+    hold exact zeros; ``predict_log_proba`` is their log, ``-inf`` at those zeros (the
+    log of a probability that is exactly 0, not an underflow).  The ranking of the
+    classes is that of the logits, so ``predict`` (the argmax of ``z``) is the class of
+    the largest probability.
+    """
+
+    name = "sparsemax"
+
+    def loss(self, logits: np.ndarray, targets: np.ndarray, w: np.ndarray) -> tuple[float, Any]:
+        rows, d_rows = sparsemax_loss_grad(logits, targets, reduction="none")
+        return _weighted(np.asarray(rows), np.asarray(d_rows), w)
+
+    def proba(self, logits: np.ndarray, multilabel: bool) -> np.ndarray:
+        return np.asarray(sparsemax(logits, axis=-1))
+
+    def log_proba(self, logits: np.ndarray, multilabel: bool) -> np.ndarray:
+        with np.errstate(divide="ignore"):  # log 0 = -inf is the answer, not a warning
+            return np.log(self.proba(logits, multilabel))
 
 
 class SampledHead(SoftmaxHead):
@@ -277,6 +305,7 @@ HEADS: dict[str, type[Head]] = {
     "softmax": SoftmaxHead,
     "logistic": LogisticHead,
     "sampled": SampledHead,
+    "sparsemax": SparsemaxHead,
 }
 
 

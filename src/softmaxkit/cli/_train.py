@@ -134,10 +134,18 @@ def _run_train(args: argparse.Namespace) -> int:
         },
     )
     test = report["test"]
-    print(
-        f"log-loss {test['log_loss']:.4f}, expected calibration error "
-        f"{test['expected_calibration_error']:.4f}"
-    )
+    if head == "sparsemax":  # -log p is inf where p is exactly 0: its own loss instead
+        print(
+            f"sparsemax loss {test['log_loss']:.4f}, mean nonzero classes per example "
+            f"{test['mean_nonzero_classes']:.2f}, true class at probability 0 in "
+            f"{test['true_class_zero_probability']:.2%}, expected calibration error "
+            f"{test['expected_calibration_error']:.4f}"
+        )
+    else:
+        print(
+            f"log-loss {test['log_loss']:.4f}, expected calibration error "
+            f"{test['expected_calibration_error']:.4f}"
+        )
     print(f"wrote {out / MODEL_FILE}, {out / REPORT_FILE}")
     print("figures: " + ", ".join(str(out / name) for name in FIGURES))
     return 0
@@ -211,9 +219,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", type=_hidden, default=(64,), help="hidden widths, e.g. 64 or 128,64")
     p.add_argument(
         "--head",
-        choices=("softmax", "logistic", "sampled"),
+        choices=("softmax", "logistic", "sampled", "sparsemax"),
         help="output layer (default softmax; sampled: trained on sampled softmax over "
-        "--num-sampled classes per batch, predicts with the full softmax)",
+        "--num-sampled classes per batch, predicts with the full softmax; sparsemax: "
+        "trained with the sparsemax loss, probabilities with exact zeros)",
     )
     p.add_argument("--num-sampled", type=positive_int, help="classes per batch for --head sampled")
     p.add_argument(
