@@ -205,9 +205,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a classifier (softmax output layer) and write a report",
-        description="Train a NumPy network with a softmax (or logistic, sampled, sparsemax) output layer, show a "
-        "progress bar per epoch, print the test accuracy, and write the model, report.json "
-        "and PNG figures into --out. Example: softmaxkit train --out runs/demo",
+        description="Train a NumPy network with a softmax (or logistic, sampled, sparsemax) "
+        "output layer, show a progress bar per epoch, print the test accuracy, and write the "
+        "model, report.json and PNG figures into --out. Example: softmaxkit train --out "
+        "runs/demo",
     )
     p.add_argument(
         "--data",
