@@ -42,7 +42,13 @@ setup(
             "softmaxkit._kernels._ckernels",
             sources=["src/softmaxkit/_kernels/_ckernels.c"],
             optional=True,
-        )
+        ),
+        # sparsemax and 1.5-entmax: a module of their own, built (or skipped) the same way
+        Extension(
+            "softmaxkit._kernels._sparse_kernels",
+            sources=["src/softmaxkit/_kernels/_sparse_kernels.c"],
+            optional=True,
+        ),
     ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -23,6 +23,17 @@ from ._losses import (
 )
 from ._retrieval import in_batch_softmax_loss, in_batch_softmax_loss_grad
 from ._softmax import log_sigmoid, log_softmax, logsumexp, pmf_normalize, sigmoid, softmax
+from ._sparse import (
+    entmax,
+    entmax15,
+    entmax_backward,
+    entmax_loss,
+    entmax_loss_grad,
+    sparsemax,
+    sparsemax_backward,
+    sparsemax_loss,
+    sparsemax_loss_grad,
+)
 
 if TYPE_CHECKING:
     from ._classifier import Classifier
@@ -49,6 +60,11 @@ __all__ = [
     "binary_cross_entropy_with_logits_grad",
     "cross_entropy",
     "cross_entropy_grad",
+    "entmax",
+    "entmax15",
+    "entmax_backward",
+    "entmax_loss",
+    "entmax_loss_grad",
     "expected_calibration_error",
     "fit_temperature",
     "in_batch_softmax_loss",
@@ -70,4 +86,8 @@ __all__ = [
     "softmax",
     "softmax_backward",
     "softmax_jacobian",
+    "sparsemax",
+    "sparsemax_backward",
+    "sparsemax_loss",
+    "sparsemax_loss_grad",
 ]

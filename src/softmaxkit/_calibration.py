@@ -392,7 +392,17 @@ def fit_temperature(logits: Array, labels: Array, /) -> float:
         d = d / scale
     dy = np.take_along_axis(d, y[:, None], axis=-1)[:, 0]
 
-    if float(np.mean(d.mean(axis=-1) - dy)) >= 0:  # f'(0) >= 0: the optimum is beta <= 0
+    # f'(0) >= 0: the optimum is beta <= 0 (T -> inf).  f'(0) is a mean of terms in
+    # [-1, 1] whose rounding reaches a few ulp per class and row: an exact 0 (labels no
+    # better than uniform, e.g. [1, 0, 1, 1, 1] with label 0 beside [0, 0, 0, 0, 1] with
+    # label 0) came out just below it, and a temperature near 1e16 was returned.  Within
+    # that rounding its sign is decided exactly: C * N * f'(0) = sum(d) - C * sum(dy),
+    # an exact sum of the values as they are (fsum, dy repeated C times).
+    slope_at_0 = float(np.mean(d.mean(axis=-1) - dy))
+    rounding = 4 * np.finfo(np.float64).eps * (d.shape[-1] + math.log2(d.shape[0]) + 1)
+    if abs(slope_at_0) <= rounding:
+        slope_at_0 = math.fsum(np.concatenate([d.ravel(), np.repeat(-dy, d.shape[-1])]))
+    if slope_at_0 >= 0:
         raise SoftmaxkitValueError(
             "`logits` carry no information about `labels`: the NLL keeps falling as T -> inf "
             "(uniform probabilities), so no finite temperature is optimal"

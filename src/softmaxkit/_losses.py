@@ -38,6 +38,7 @@ from ._backend import (
     is_numpy,
     is_torch,
     namespace,
+    numpy_quiet,
     to_numpy,
 )
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
@@ -124,6 +125,10 @@ class _Plan(NamedTuple):
     z_loss: float
     softcap: float | None
     out_dtype: Any
+    # bool, broadcast to (..., C): the classes whose log-probability the loss reads (the
+    # target's, all of a kept row under smoothing or probability targets), where a NaN
+    # log-probability makes the loss NaN even at a zero weight, as torch's 0 * NaN does
+    reads: Array | None = None
 
     @property
     def plain(self) -> bool:
@@ -223,6 +228,7 @@ def _plan(
         t = xp.astype(safe[..., None] == classes, work)
     if eps != 0:
         t = (1 - eps) * t + uniform
+    reads = kept[..., None] if soft or eps != 0 else kept[..., None] & (t != 0)
     q = t if weight is None else t * weight
     zero = xp.asarray(0.0, dtype=work, device=device)
     q = xp.where(kept[..., None], q, zero)
@@ -249,6 +255,7 @@ def _plan(
         z_loss,
         softcap,
         out_dtype,
+        reads,
     )
 
 
@@ -296,13 +303,19 @@ def _cross_entropy_terms(plan: _Plan, log_probs_given: bool) -> tuple[Array, Arr
     if plan.softcap is not None:
         x = plan.softcap * xp.tanh(x / plan.softcap)
     log_probs = x if log_probs_given else log_softmax(x, -1)
-    # 0 * log 0 = 0: a class with q = 0 adds nothing, even where log_probs is -inf;
+    # 0 * log 0 = 0: a class with q = 0 adds nothing, even where log_probs is -inf; a
+    # NaN it reads stays NaN (torch's 0 * NaN), else a zero weight would hide NaN logits;
     # 0 - log p rather than -log p, so that a certain class (log p = 0) costs +0, not -0
     zero = xp.asarray(0.0, dtype=x.dtype)
-    main = xp.sum(q * xp.where(q == 0, zero, zero - log_probs), axis=-1)
+    cost = zero - log_probs
+    absent = zero if plan.reads is None else xp.where(plan.reads, cost, zero)
+    main = xp.sum(q * xp.where(q == 0, xp.where(xp.isnan(cost), absent, zero), cost), axis=-1)
     if plan.z_loss != 0:
         lse = logsumexp(x, -1)
-        z_rows = xp.where(plan.kept, plan.z_loss * lse**2, zero)
+        # (z lse) lse: its autograd (torch tensors on this path) gives 2 z lse where the
+        # square's gives inf for lse ~ 1e308; the value overflows to inf there, by rule
+        with numpy_quiet(lse, over="ignore"):
+            z_rows = xp.where(plan.kept, (plan.z_loss * lse) * lse, zero)
     else:
         z_rows = xp.zeros_like(main)
     return main, z_rows, x, log_probs

@@ -91,6 +91,13 @@ def check_flag(value: Any, name: str) -> bool:
     raise SoftmaxkitTypeError(f"`{name}` must be True or False; got {value!r}")
 
 
+def _plain_real(value: Any) -> bool:
+    """Whether ``value`` is a Python or NumPy real number (not a bool, not a string)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
 def _real(value: Any, name: str) -> float:
     """``value`` as a finite float; NumPy scalars count, bools, strings and None do not."""
     if not isinstance(value, (bool, np.bool_, str, bytes)):
@@ -206,7 +213,7 @@ class _Sampler:
         SoftmaxkitValueError
             With ``unique=True``, when ``num_sampled`` exceeds the number of
             classes that can be drawn (those of non-zero probability, after
-            any underflow).
+            any underflow); and when ``num_sampled`` classes do not fit in memory.
         """
         n = _count(num_sampled, "num_sampled", 1)
         unique = check_flag(unique, "unique")
@@ -217,11 +224,19 @@ class _Sampler:
             )
         gen = as_generator(rng)
         true = None if true_classes is None else self._classes(true_classes, "true_classes")
-        if unique:
-            sampled, num_tries = self._draw_unique(n, gen)
-        else:
-            sampled, num_tries = self._draw(n, gen), n
-        sampled_count = expected_count(self._probability(sampled), n, num_tries, unique)
+        try:
+            if unique:
+                sampled, num_tries = self._draw_unique(n, gen)
+            else:
+                sampled, num_tries = self._draw(n, gen), n
+            sampled_count = expected_count(self._probability(sampled), n, num_tries, unique)
+        except (MemoryError, ValueError) as exc:
+            if not isinstance(exc, MemoryError) and "exceeded" not in str(exc):
+                raise
+            # (NumPy says "Maximum allowed dimension exceeded" past 2**63 bytes)
+            raise SoftmaxkitValueError(
+                f"`num_sampled` is too large: {n} sampled classes do not fit in memory"
+            ) from None
         true_count = (
             None if true is None else expected_count(self._probability(true), n, num_tries, unique)
         )
@@ -416,8 +431,20 @@ class UnigramSampler(_Sampler):
             raise SoftmaxkitValueError(
                 f"`counts` must be a non-empty 1-d array; got shape {tuple(c.shape)}"
             )
+        if c.dtype == object and c.ndim == 1 and all(_plain_real(v) for v in c.tolist()):
+            # Python ints beyond int64 (2**70) make an object array: counts are used as
+            # float64 anyway, which holds them up to about 1.8e308
+            try:
+                c = np.array([float(v) for v in c.tolist()], dtype=np.float64)
+            except OverflowError:
+                raise SoftmaxkitValueError(
+                    "`counts` must each fit in float64 (up to about 1.8e308); got a larger int"
+                ) from None
         if c.dtype.kind not in "biuf":
-            raise SoftmaxkitTypeError(f"`counts` must be an array of numbers; got dtype {c.dtype}")
+            raise SoftmaxkitTypeError(
+                f"`counts` must be an array of real numbers (each within float64); "
+                f"got dtype {c.dtype}"
+            )
         c = c.astype(np.float64)
         bad = ~np.isfinite(c) | (c < 0)
         if bad.any():

@@ -305,16 +305,45 @@ def _nll_rows(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index:
     picked = torch.gather(logp, -1, safe.unsqueeze(-1)).squeeze(-1)
     w_t = torch.ones_like(picked) if weight is None else weight[safe]
     w_t = torch.where(kept, w_t, _zero(w_t))
-    rows = torch.where(w_t == 0, _zero(picked), -w_t * picked)
+    # 0 - w log p: a certain class costs +0, not -0; a zero weight makes 0 * log 0 = 0
+    # but keeps a NaN log-probability NaN (torch's 0 * NaN); ignored rows cost 0
+    zero = _zero(picked)
+    absent = torch.where(kept & torch.isnan(picked), picked, zero)
+    rows = torch.where(w_t == 0, absent, zero - w_t * picked)
     return rows, kept, w_t
 
 
 def _log_probs(x: Tensor) -> Tensor:
-    if _operators(x):
-        return _call("log_softmax", x, [x.dim() - 1], 1.0)
-    from .._softmax import log_softmax
+    """Log-softmax over the last axis whose gradient is that of the losses' other paths.
 
-    return log_softmax(x, -1)
+    Off the operators, ``torch.log_softmax`` with the core's edge cases restored as
+    constants: a row whose max is +inf shares its mass among its +inf entries, an all
+    -inf row is -inf.  (The core's portable log-softmax restores them with ``where``
+    over its result, which cut the gradient of a finite row whose shifted entries
+    overflowed, e.g. ``[-1e308, 1e308]``.)  Infinite logits are constants there, as
+    autograd sees them: target mass on a -inf logit then drops out of the gradient.
+    """
+    if _operators(x):
+        logp = _call("log_softmax", x, [x.dim() - 1], 1.0)
+    else:
+        m = torch.amax(x.detach(), dim=-1, keepdim=True)
+        zero = _zero(x)
+        neg_inf = torch.full((), -math.inf, dtype=x.dtype, device=x.device)
+        posinf, empty = m == math.inf, m == -math.inf
+        finite = ~(posinf | empty | torch.isnan(m))
+        z = torch.where(posinf, torch.where(x == math.inf, zero, neg_inf), x)
+        z = torch.where(empty, zero, z)
+        # z - m - log1p(r), r = sum(exp(z - m)) - 1 formed without the sum (each max
+        # entry adds exp(0) - 1 = 0 by value, exp(0) to the gradient): torch.log_softmax's
+        # log of the sum loses the log-probability of a confident row (1 + 3e-10 rounds)
+        shifted = z - torch.where(finite, m, zero)
+        e = torch.exp(shifted)
+        top = shifted == 0
+        r = torch.sum(torch.where(top, e - 1, e), dim=-1, keepdim=True)
+        r = r + (torch.sum(top, dim=-1, keepdim=True).to(x.dtype) - 1)
+        logp = torch.where(finite, shifted - torch.log1p(r), torch.log_softmax(z, dim=-1))
+        logp = torch.where(empty, neg_inf, logp)
+    return torch.where(x == -math.inf, logp.detach(), logp)
 
 
 def _cross_entropy_composite(
@@ -332,21 +361,32 @@ def _cross_entropy_composite(
     logp = _log_probs(x)
     eps, n_classes = label_smoothing, x.shape[-1]
     w = torch.ones(n_classes, dtype=x.dtype, device=x.device) if weight is None else weight
+    zero = _zero(x)
     if target.is_floating_point():
         q = ((1 - eps) * target + eps / n_classes) * w
-        rows = -torch.sum(torch.where(q == 0, _zero(x), q * logp), dim=-1)
+        # 0 * log 0 = 0, but NaN stays NaN (torch's 0 * NaN, every class read)
+        absent = torch.where(torch.isnan(logp), logp, zero)
+        rows = torch.sum(torch.where(q == 0, absent, zero - q * logp), dim=-1)
         kept = torch.ones(rows.shape, dtype=torch.bool, device=x.device)
         denominator = torch.full((), float(rows.numel()), dtype=x.dtype, device=x.device)
     else:
         rows, kept, w_t = _nll_rows(logp, target, weight, ignore_index)
         rows = (1 - eps) * rows if eps else rows
         if eps:
-            smooth = -torch.sum(torch.where(w == 0, _zero(x), w * logp), dim=-1)
-            rows = rows + torch.where(kept, (eps / n_classes) * smooth, _zero(x))
+            # each class's share eps / C * w multiplied in before the sum, as the other
+            # paths do: the sum of bare log-probabilities near the largest float overflows
+            u = (eps / n_classes) * w
+            absent = torch.where(torch.isnan(logp), logp, zero)
+            smooth = torch.sum(torch.where(u == 0, absent, zero - u * logp), dim=-1)
+            rows = rows + torch.where(kept, smooth, zero)
         denominator = torch.sum(w_t)
     z_rows = None
     if z_loss:
-        z_rows = torch.where(kept, z_loss * _logsumexp_rows(x) ** 2, _zero(x))
+        lse = _logsumexp_rows(x)
+        # (z lse) lse rather than z lse**2: the square overflows (to inf, and its
+        # gradient 2 lse to inf or 0 * inf = NaN) where lse ~ 1e308 and the z-loss
+        # gradient 2 z lse p is still finite, as the other paths give it
+        z_rows = torch.where(kept, (z_loss * lse) * lse, _zero(x))
     if reduction == "none":
         return rows if z_rows is None else rows + z_rows
     if reduction == "sum":
@@ -360,9 +400,15 @@ def _cross_entropy_composite(
 def _logsumexp_rows(x: Tensor) -> Tensor:
     if _operators(x):
         return _call("logsumexp", x, [x.dim() - 1]).squeeze(-1)
-    from .._softmax import logsumexp
-
-    return logsumexp(x, -1)
+    # m + log(sum(exp(x - m))) with the max m a constant (lse does not move with it), so
+    # that the gradient is exp(x - m) / sum, exact: torch.logsumexp's exp(x - lse) is 1
+    # at each of two entries 1e308, where m + log 2 rounds to m.  A +inf or all -inf
+    # row is a constant (gradient 0), as on the other paths (see _log_probs).
+    m = torch.amax(x.detach(), dim=-1, keepdim=True)
+    finite = torch.isfinite(m)
+    shifted = torch.where(finite, x - torch.where(finite, m, _zero(x)), _zero(x))
+    lse = m + torch.log(torch.sum(torch.exp(shifted), dim=-1, keepdim=True))
+    return torch.where(finite, lse, m).squeeze(-1)
 
 
 def _nll_composite(log_probs, target, weight, ignore_index, reduction):
@@ -450,6 +496,8 @@ def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) 
     z_loss, softcap = options["z_loss"], options["softcap"]
     if not _plain_number(z_loss) or (softcap is not None and not _plain_number(softcap)):
         return None  # the portable path words the error
+    if z_loss < 0 or (softcap is not None and softcap <= 0):
+        return None  # out of range: likewise, even on an empty input (no NaN to see)
     target = _as_tensor(target, "target", logits)
     fits, weight = _class_weight(options["weight"], logits, axis)
     if not fits:
@@ -467,7 +515,7 @@ def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) 
         return None  # no classes: the portable path words it (rows cannot be -1 by C)
     row_shape = logits.shape[:axis] + logits.shape[axis + 1 :]
     x = logits.movedim(axis, -1).reshape(-1, logits.shape[axis])
-    t = target.movedim(axis, -1).reshape(x.shape).to(x.dtype) if soft else target.reshape(-1)
+    t = target.movedim(axis, -1).reshape(x.shape).to(x.dtype) if soft else _indices(target)
     settings = (t, weight, ignore, reduction, eps, float(z_loss), _float_or_none(softcap))
     if device_path:
         if soft:
@@ -486,6 +534,12 @@ def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) 
     dx = _OPS.cross_entropy_backward(upstream, x.detach(), *settings)
     dlogits = dx.reshape(*row_shape, logits.shape[axis]).movedim(-1, axis)
     return loss.detach(), dlogits
+
+
+def _indices(target: Tensor) -> Tensor:
+    """Class indices as int64 rows: torch's gather and indexing refuse int8/int16/uint8."""
+    flat = target.reshape(-1)
+    return flat if flat.dtype == torch.int64 else flat.to(torch.int64)
 
 
 def _class_weight(weight: Any, like: Tensor, axis: int) -> tuple[bool, Tensor | None]:
@@ -617,7 +671,7 @@ def nll_loss(log_probs: Any, target: Any, **options: Any) -> Tensor | None:
     x = log_probs.movedim(axis, -1).reshape(-1, log_probs.shape[axis])
     if device_path:
         _check_indices_on_device(target, x.shape[-1], ignore, "target")
-        settings = (target.reshape(-1), weight, ignore, reduction)
+        settings = (_indices(target), weight, ignore, reduction)
         return _composite_loss(_nll_composite, x, settings, False, row_shape, axis)[0]
     loss = _call("nll_loss", x, target.reshape(-1), weight, ignore, reduction)
     return loss.reshape(row_shape) if reduction == "none" else loss
@@ -639,8 +693,12 @@ def binary_cross_entropy_with_logits(
     for name, value in (("weight", weight), ("pos_weight", pos_weight)):
         if value is not None:
             value = _as_tensor(value, name, logits)
-            if torch.broadcast_shapes(value.shape, logits.shape) != logits.shape:
-                return None
+            try:
+                fits = torch.broadcast_shapes(value.shape, logits.shape) == logits.shape
+            except RuntimeError:  # not broadcastable at all
+                fits = False
+            if not fits:
+                return None  # the portable path words the error
             value = value.to(logits.dtype)
         extras.append(value)
     t = target.to(logits.dtype)

@@ -47,6 +47,7 @@ SUITES: dict[str, str] = {
     "sampling": "softmaxkit._bench.sampling",
     "torch": "softmaxkit._bench.tensors",
     "estimator": "softmaxkit._bench.estimator",
+    "sparse": "softmaxkit._bench.sparse",
 }
 
 THREADS = 2

@@ -732,10 +732,12 @@ static void choose_stream(void) {
                     special++;                                                               \
                     continue;                                                                \
                 }                                                                            \
-                /* log(sum) as log1p of the non-max terms: exact for a confident row */      \
+                /* log(sum) as log1p of the non-max terms: exact for a confident row; NaN   \
+                   where the row holds NaN, which a zero weight keeps (0 * lrel, as torch's    \
+                   0 * NaN) while 0 * log 0 stays 0 */                                       \
                 double lrel = log1p(s + (top - 1)), total = s + top;                         \
                 double w_t = wt ? (double)wt[t] : 1.0;                                       \
-                double main = w_t == 0 ? 0 : w_t * ((double)m - (double)xi[t] + lrel);       \
+                double main = w_t == 0 ? 0 * lrel : w_t * ((double)m - (double)xi[t] + lrel); \
                 double row = (1 - eps) * main, qsum = (1 - eps) * w_t + u * sum_w;           \
                 if (eps != 0) {                                                              \
                     /* each class's share u w[c] multiplied in before the sum, as the portable \
@@ -745,7 +747,7 @@ static void choose_stream(void) {
                     if (wt) {                                                                \
                         _Pragma("omp simd reduction(+ : acc)")                               \
                         for (Py_ssize_t c = 0; c < C; c++)                                   \
-                            acc += wt[c] == 0 ? 0.0                                          \
+                            acc += wt[c] == 0 ? 0.0 * lrel                                   \
                                               : u * (double)wt[c] * ((double)m - (double)xi[c] + lrel); \
                     } else {                                                                 \
                         _Pragma("omp simd reduction(+ : acc)")                               \

@@ -13,13 +13,18 @@ import numpy as np
 __all__ = ["glorot_uniform", "he_normal"]
 
 
-def _check_fans(fan_in: int, fan_out: int) -> None:
-    from .._errors import SoftmaxkitValueError
+def _check_fans(fan_in: int, fan_out: int, rng: np.random.Generator) -> tuple[int, int]:
+    from .._errors import SoftmaxkitTypeError, SoftmaxkitValueError
+    from ._checks import count
 
+    if not isinstance(rng, np.random.Generator):
+        raise SoftmaxkitTypeError(f"`rng` must be a numpy.random.Generator; got {rng!r}")
+    fan_in, fan_out = count(fan_in, "fan_in", -math.inf), count(fan_out, "fan_out", -math.inf)
     if fan_in < 1 or fan_out < 1:
         raise SoftmaxkitValueError(
             f"`fan_in` and `fan_out` must be >= 1; got {fan_in} and {fan_out}"
         )
+    return fan_in, fan_out
 
 
 def he_normal(fan_in: int, fan_out: int, /, *, rng: np.random.Generator) -> np.ndarray:
@@ -36,7 +41,7 @@ def he_normal(fan_in: int, fan_out: int, /, *, rng: np.random.Generator) -> np.n
     >>> w.shape, round(float(w.var() * 1000 / 2), 1)
     ((1000, 500), 1.0)
     """
-    _check_fans(fan_in, fan_out)
+    fan_in, fan_out = _check_fans(fan_in, fan_out, rng)
     return rng.normal(0.0, math.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
 
 
@@ -54,6 +59,6 @@ def glorot_uniform(fan_in: int, fan_out: int, /, *, rng: np.random.Generator) ->
     >>> bool(np.all(np.abs(w) <= 1.0))
     True
     """
-    _check_fans(fan_in, fan_out)
+    fan_in, fan_out = _check_fans(fan_in, fan_out, rng)
     limit = math.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=(fan_in, fan_out))

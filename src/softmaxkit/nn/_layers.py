@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._derivatives import softmax_backward
-from .._errors import SoftmaxkitValueError
+from .._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from .._softmax import sigmoid, softmax
+from . import _checks
 from ._init import glorot_uniform, he_normal
 
 __all__ = ["Dense", "Dropout", "Layer", "Logistic", "ReLU", "Sequential", "Softmax"]
@@ -27,7 +28,7 @@ _INITS = {"he": he_normal, "glorot": glorot_uniform}
 
 
 def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    return _checks.generator(rng, "rng")
 
 
 class Layer:
@@ -46,7 +47,7 @@ class Layer:
 
     def train(self, mode: bool = True) -> Layer:
         """Switch to training (``True``) or inference (``False``) behaviour; returns ``self``."""
-        self.training = mode
+        self.training = _checks.flag(mode, "mode")
         return self
 
     def _saved(self, value: np.ndarray | None) -> np.ndarray:
@@ -100,7 +101,9 @@ class Dense(Layer):
         rng: np.random.Generator | int | None = None,
     ) -> None:
         super().__init__()
-        if init not in _INITS:
+        in_features = _checks.count(in_features, "in_features")
+        out_features = _checks.count(out_features, "out_features")
+        if not isinstance(init, str) or init not in _INITS:
             raise SoftmaxkitValueError(f"`init` must be one of {sorted(_INITS)}; got {init!r}")
         self.init = init
         weight = _INITS[init](in_features, out_features, rng=_rng(rng))
@@ -117,6 +120,7 @@ class Dense(Layer):
         return int(self.params["weight"].shape[1])
 
     def forward(self, x: np.ndarray, /) -> np.ndarray:
+        x = _checks.array(x, "x")
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise SoftmaxkitValueError(
                 f"`x` must have shape (N, {self.in_features}); got shape {x.shape}"
@@ -126,6 +130,12 @@ class Dense(Layer):
 
     def backward(self, dL_dy: np.ndarray, /) -> np.ndarray:
         x = self._saved(self._x)
+        dL_dy = _checks.array(dL_dy, "dL_dy")
+        if dL_dy.shape != (x.shape[0], self.out_features):
+            raise SoftmaxkitValueError(
+                f"`dL_dy` must have shape ({x.shape[0]}, {self.out_features}), that of the "
+                f"forward pass's output; got shape {dL_dy.shape}"
+            )
         self.grads["weight"] = x.T @ dL_dy
         self.grads["bias"] = dL_dy.sum(axis=0)
         return dL_dy @ self.params["weight"].T
@@ -242,9 +252,7 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, /, *, rng: np.random.Generator | int | None = None) -> None:
         super().__init__()
-        if not 0.0 <= rate < 1.0:
-            raise SoftmaxkitValueError(f"`rate` must be in [0, 1); got {rate!r}")
-        self.rate = float(rate)
+        self.rate = _checks.fraction(rate, "rate")
         self.rng = _rng(rng)
         self._dy_dx: np.ndarray | None = None
 
@@ -282,6 +290,11 @@ class Sequential(Layer):
 
     def __init__(self, *layers: Layer) -> None:
         super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise SoftmaxkitTypeError(
+                    f"`layers[{i}]` must be a softmaxkit.nn Layer; got {type(layer).__name__}"
+                )
         self.layers = list(layers)
 
     @property  # type: ignore[override]
@@ -318,7 +331,7 @@ class Sequential(Layer):
         return dL_dy
 
     def train(self, mode: bool = True) -> Sequential:
-        self.training = mode
+        self.training = _checks.flag(mode, "mode")
         for layer in self.layers:
             layer.train(mode)
         return self

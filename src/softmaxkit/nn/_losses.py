@@ -15,15 +15,18 @@ import numpy as np
 
 from .._errors import SoftmaxkitValueError
 from .._losses import binary_cross_entropy_with_logits_grad, cross_entropy_grad
+from . import _checks
 
 __all__ = ["LogisticCrossEntropy", "SoftmaxCrossEntropy"]
 
 
-def _check_logits(z: np.ndarray) -> None:
+def _check_logits(z: np.ndarray) -> np.ndarray:
+    z = _checks.array(z, "logits")
     if z.ndim != 2:
         raise SoftmaxkitValueError(f"`logits` must have shape (N, C); got shape {z.shape}")
     if z.shape[0] == 0:
         raise SoftmaxkitValueError("`logits` must hold at least one row; got N = 0")
+    return z
 
 
 class SoftmaxCrossEntropy:
@@ -55,7 +58,8 @@ class SoftmaxCrossEntropy:
         self._dL_dz: np.ndarray | None = None
 
     def forward(self, logits: np.ndarray, targets: np.ndarray, /) -> float:
-        _check_logits(logits)
+        logits = _check_logits(logits)
+        targets = _checks.array(targets, "targets")
         if targets.ndim == 1 and targets.dtype.kind in "iu":
             bad = (targets < 0) | (targets >= logits.shape[1])
             if bad.any():
@@ -102,8 +106,8 @@ class LogisticCrossEntropy:
         self._dL_dz: np.ndarray | None = None
 
     def forward(self, logits: np.ndarray, targets: np.ndarray, /) -> float:
-        _check_logits(logits)
-        y = np.asarray(targets, dtype=float)
+        logits = _check_logits(logits)
+        y = _checks.array(targets, "targets").astype(float)
         if y.shape != logits.shape:
             raise SoftmaxkitValueError(
                 f"`targets` must have the shape of `logits` {logits.shape}; got shape {y.shape}"

@@ -7,30 +7,37 @@ state (velocity, moments) under those keys.
 
 from __future__ import annotations
 
-import math
+import operator
 
 import numpy as np
 
-from .._errors import SoftmaxkitValueError
+from .._errors import SoftmaxkitTypeError, SoftmaxkitValueError
+from . import _checks
 
 __all__ = ["SGD", "Adam"]
 
 
 def _positive(name: str, value: float) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise SoftmaxkitValueError(f"`{name}` must be finite and > 0; got {value!r}")
-    return value
+    return _checks.positive(value, name)
 
 
 def _fraction(name: str, value: float) -> float:
-    value = float(value)
-    if not 0.0 <= value < 1.0:
-        raise SoftmaxkitValueError(f"`{name}` must be in [0, 1); got {value!r}")
-    return value
+    return _checks.fraction(value, name)
+
+
+def _pair(name: str, value: tuple[float, float]) -> tuple[float, float]:
+    try:
+        items = [value[operator.index(i)] for i in range(2)] if len(value) == 2 else None
+    except TypeError:
+        items = None
+    if items is None or isinstance(value, (str, bytes)):
+        raise SoftmaxkitTypeError(f"`{name}` must be a pair of numbers; got {value!r}")
+    return _fraction(f"{name}[0]", items[0]), _fraction(f"{name}[1]", items[1])
 
 
 def _check_keys(params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+    _checks.arrays(params, "params")
+    _checks.arrays(grads, "grads")
     if params.keys() != grads.keys():
         raise SoftmaxkitValueError(
             f"`params` and `grads` must have the same keys; got {sorted(params)} "
@@ -58,7 +65,7 @@ class SGD:
     def __init__(self, *, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0):
         self.lr = _positive("lr", lr)
         self.momentum = _fraction("momentum", momentum)
-        self.weight_decay = float(weight_decay)
+        self.weight_decay = _checks.non_negative(weight_decay, "weight_decay")
         self.velocity: dict[str, np.ndarray] = {}
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], /) -> None:
@@ -97,9 +104,9 @@ class Adam:
         weight_decay: float = 0.0,
     ):
         self.lr = _positive("lr", lr)
-        self.betas = (_fraction("betas[0]", betas[0]), _fraction("betas[1]", betas[1]))
+        self.betas = _pair("betas", betas)
         self.eps = _positive("eps", eps)
-        self.weight_decay = float(weight_decay)
+        self.weight_decay = _checks.non_negative(weight_decay, "weight_decay")
         self.t = 0
         self.m: dict[str, np.ndarray] = {}
         self.v: dict[str, np.ndarray] = {}
