@@ -188,7 +188,7 @@ def test_predict_before_fit_is_refused():
     ("params", "message"),
     [
         ({"head": "tanh"}, "`head` must be one of"),
-        ({"epochs": 0}, "`epochs` must be an int >= 1"),
+        ({"epochs": 0}, "`epochs` must be 'auto' or an int >= 1"),
         ({"optimizer": "rmsprop"}, "`optimizer` must be one of"),
         ({"dropout": 1.0}, r"`dropout` must be in \[0, 1\)"),
         ({"hidden": (0,)}, "`hidden` widths must be >= 1"),

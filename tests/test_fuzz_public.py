@@ -571,7 +571,18 @@ def torch_cross_entropy(p: dict[str, Any], *, nll: bool = False) -> tuple[Any, A
         g = torch.zeros_like(x) if g is None else g
     else:
         g = torch.zeros_like(x)
+    if _weights_sum_to_zero_on_kept_rows(p, w, t, ignore):
+        # A known gap (README, "Losses"): softmaxkit's gradient of this NaN mean is 0 on
+        # every path, where PyTorch's is NaN on the kept rows; the loss itself is compared.
+        return loss.detach().numpy(), None
     return loss.detach().numpy(), g.numpy()
+
+
+def _weights_sum_to_zero_on_kept_rows(p: dict[str, Any], w: Any, t: Any, ignore: int) -> bool:
+    if p["opts"]["reduction"] != "mean" or p["soft"] or w is None:
+        return False
+    kept = t != ignore
+    return bool(kept.any()) and float(w[t[kept]].sum()) == 0.0
 
 
 def refused_big_ignore(outcome: Any, p: dict[str, Any], what: str) -> bool:
@@ -584,6 +595,8 @@ def refused_big_ignore(outcome: Any, p: dict[str, Any], what: str) -> bool:
 
 
 def assert_loss_close(got: Any, want: Any, dtype: Any, what: str) -> None:
+    if want is None:  # no reference to compare with (see torch_cross_entropy)
+        return
     got = to_numpy(got).astype(np.float64)
     want = np.asarray(want, np.float64)
     assert got.shape == want.shape, f"{what}: shape {got.shape}, expected {want.shape}"

@@ -128,3 +128,16 @@ def test_losses_without_classes_give_what_numpy_gives(engine: Any, shape: tuple[
     else:
         with pytest.raises(sk.SoftmaxkitValueError, match=r"`target` must be in \[0, 0\)"):
             sk.cross_entropy(logits, target)
+
+
+def test_nll_and_cross_entropy_grad_accept_small_integer_targets_with_weight(engine: Any) -> None:
+    """The mean's summed weight indexed `weight` with the target itself: torch's index_select
+    takes int32 and int64 only (a raw RuntimeError for int8, int16 and uint8)."""
+    logits = engine.asarray(np.log(np.full((2, 4), 0.25)))
+    weight = engine.asarray(np.array([1.0, 2.0, 3.0, 4.0]))
+    for dtype in (np.int8, np.int16, np.uint8):
+        target = engine.asarray(np.array([1, 3], dtype=dtype))
+        for fn in (sk.nll_loss_grad, sk.cross_entropy_grad):
+            loss, _ = fn(logits, target, weight=weight)
+            expected = np.log(4.0) if fn is sk.cross_entropy_grad else -np.log(0.25)
+            np.testing.assert_allclose(float(engine.to_numpy(loss)), expected, rtol=1e-6)

@@ -239,7 +239,10 @@ def _plan(
     elif weight is None:
         denominator = xp.sum(xp.astype(kept, work))
     else:
-        kept_weight = xp.take(weight, xp.reshape(safe, (-1,)))
+        index = xp.reshape(safe, (-1,))
+        if index.dtype not in (xp.int32, xp.int64):  # torch indexes with those two only
+            index = xp.astype(index, xp.int64)
+        kept_weight = xp.take(weight, index)
         denominator = xp.sum(xp.where(xp.reshape(kept, (-1,)), kept_weight, zero))
     return _Plan(
         xp,

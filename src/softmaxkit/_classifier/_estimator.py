@@ -91,10 +91,17 @@ class Classifier(ClassifierMixin, BaseEstimator):
         ``-inf`` at those zeros.
     num_sampled : int, default 64
         Used by ``head="sampled"`` only; at most the number of classes.
-    epochs : int, default 50
+    epochs : int or "auto", default "auto"
         The most passes over the training set one ``fit`` makes
         (``MLPClassifier``'s ``max_iter``); it stops earlier on convergence (see
-        ``tol``).
+        ``tol``).  ``"auto"``: ``max(50, ceil(1000 / steps_per_epoch))`` with
+        ``steps_per_epoch = ceil(n_rows / batch_size)``, i.e. 50 passes, or more
+        on a small training set so that the optimiser takes at least 1,000
+        steps (Adam converges in steps, not passes: 50 passes over 120 rows at
+        batch 32 are only 200 steps).  ``n_rows`` counts the rows ``fit``
+        trains on as ``sample_weight`` counts them (without those early
+        stopping holds out); in ``partial_fit``, the rows of the call (it only
+        matters for ``lr_schedule="cosine"``).
     batch_size : int, default 32
     optimizer : {"adam", "sgd"}, default "adam"
         :class:`softmaxkit.nn.Adam`, or :class:`softmaxkit.nn.SGD` with ``momentum``.
@@ -105,8 +112,14 @@ class Classifier(ClassifierMixin, BaseEstimator):
         ``learning_rate * (1 + cos(pi e / epochs)) / 2``.
     momentum : float, default 0.9
         Used by ``optimizer="sgd"`` only.
-    weight_decay : float, default 1e-3
+    weight_decay : float or "auto", default "auto"
         L2 penalty added to every gradient (``MLPClassifier``'s ``alpha``).
+        ``"auto"``: ``2.5 / n_rows``.  Weight decay on the mean loss is a
+        Gaussian prior on the weights; ``2.5 / n_rows`` keeps that prior's
+        strength fixed (worth 2.5 rows of data) whatever the size of the
+        training set, so a small set is held closer to zero and a large one is
+        left to its data (0.0017 on 1,437 rows, 0.021 on 120).  ``n_rows`` as
+        for ``epochs``; in ``partial_fit``, every row seen so far.
     dropout : float, default 0.0
         Dropout rate after each hidden layer, in [0, 1).
     standardize : bool, default True
@@ -189,13 +202,13 @@ class Classifier(ClassifierMixin, BaseEstimator):
         head: str = "softmax",
         *,
         num_sampled: int = 64,
-        epochs: int = 50,
+        epochs: int | str = "auto",
         batch_size: int = 32,
         optimizer: str = "adam",
         learning_rate: float = 0.003,
         lr_schedule: str = "constant",
         momentum: float = 0.9,
-        weight_decay: float = 1e-3,
+        weight_decay: float | str = "auto",
         dropout: float = 0.0,
         standardize: bool = True,
         early_stopping: bool = False,
@@ -408,6 +421,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.history_: dict[str, list[float]] = {"loss": [], "accuracy": []}
         self.n_iter_ = 0
         self.t_ = 0
+        self._rows_seen = 0.0
         self.best_loss_: float | None = None
         self.best_validation_score_: float | None = None
         self._class_counts = np.zeros(classes.shape[0])
@@ -543,11 +557,15 @@ class Classifier(ClassifierMixin, BaseEstimator):
         w_held = np.ones(held_out.shape[0])
         if w[held_out].sum() > 0:
             w_held = w[held_out] / w[held_out].mean()
+        # The rows as sample_weight counts them (2 counts a row twice, 0 not at all), so
+        # the "auto" settings agree between a weighted row and the row repeated.
+        n_train = float(rows[train].sum())
+        self._rows_seen = n_train
         optimizer = _training.make_optimizer(
             self.optimizer,
             float(self.learning_rate),
             float(self.momentum),
-            float(self.weight_decay),
+            _training.auto_weight_decay(self.weight_decay, n_train),
         )
         self._optimizer = optimizer
         keys = ["loss", "accuracy"]
@@ -559,10 +577,10 @@ class Classifier(ClassifierMixin, BaseEstimator):
             self.history_ = {k: [] for k in keys}  # other curves than before: start them again
         elif not warm:
             self.history_ = {k: [] for k in keys}
-        progress = Progress(int(self.epochs)) if self.verbose else None
+        epochs = _training.auto_epochs(self.epochs, round(n_train), int(self.batch_size))
+        progress = Progress(epochs) if self.verbose else None
         best_params: dict[str, np.ndarray] | None = None
         no_improvement = 0
-        epochs = int(self.epochs)
         for epoch in range(epochs):
             optimizer.lr = _training.epoch_lr(
                 self.lr_schedule, float(self.learning_rate), epoch, epochs
@@ -699,7 +717,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
                 self.optimizer,
                 float(self.learning_rate),
                 float(self.momentum),
-                float(self.weight_decay),
+                0.0,  # set below, before each call's epoch
             )
         else:
             if classes is not None:
@@ -720,7 +738,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
                     settings["optimizer"],
                     float(settings["learning_rate"]),
                     float(settings["momentum"]),
-                    float(settings["weight_decay"]),
+                    0.0,  # set below, before this call's epoch
                 )
         head = self._head
         targets = self._encode_like(head, y, "y")
@@ -732,7 +750,20 @@ class Classifier(ClassifierMixin, BaseEstimator):
         if not hasattr(self, "_rng"):
             self._rng = np.random.default_rng(self._seed())
         settings = self._fitted_settings()
-        epochs = int(settings["epochs"])
+        # "auto" from the rows this call trains on (epochs) and every row seen so far
+        # (weight decay: the prior weighs less as the data stream grows).
+        n_rows = float(rows.sum())
+        # A model loaded from a file starts from the weight its scaling was computed on.
+        seen = getattr(self, "_rows_seen", None)
+        if seen is None:
+            seen = getattr(self, "_scaling_weight", None) or 0.0
+        self._rows_seen = seen + n_rows
+        epochs = _training.auto_epochs(
+            settings["epochs"], round(n_rows), int(settings["batch_size"])
+        )
+        self._optimizer.weight_decay = _training.auto_weight_decay(
+            settings["weight_decay"], self._rows_seen
+        )
         self._optimizer.lr = _training.epoch_lr(
             settings["lr_schedule"], float(settings["learning_rate"]),
             min(self.n_iter_, epochs - 1), epochs,

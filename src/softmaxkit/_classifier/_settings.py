@@ -27,13 +27,13 @@ DEFAULTS: dict[str, Any] = {
     "hidden": (64,),
     "head": "softmax",
     "num_sampled": 64,
-    "epochs": 50,
+    "epochs": "auto",
     "batch_size": 32,
     "optimizer": "adam",
     "learning_rate": 0.003,
     "lr_schedule": "constant",
     "momentum": 0.9,
-    "weight_decay": 1e-3,
+    "weight_decay": "auto",
     "dropout": 0.0,
     "standardize": True,
     "early_stopping": False,
@@ -55,6 +55,10 @@ V1_DEFAULTS = {k: v for k, v in DEFAULTS.items() if k not in V1_PARAMS}
 
 def describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
+
+
+def is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value == "auto"
 
 
 def is_int(value: Any) -> bool:
@@ -154,13 +158,23 @@ def check_settings(params: dict[str, Any], heads: tuple[str, ...]) -> None:
     check_choice("head", params["head"], heads)
     hidden_widths(params["hidden"])
     check_int("num_sampled", params["num_sampled"])
-    check_int("epochs", params["epochs"])
+    epochs = params["epochs"]
+    if not is_auto(epochs):
+        if not is_int(epochs):
+            raise SoftmaxkitTypeError(
+                f"`epochs` must be 'auto' or an int >= 1; got {describe(epochs)}"
+            )
+        if epochs < 1:
+            raise SoftmaxkitValueError(f"`epochs` must be 'auto' or an int >= 1; got {epochs!r}")
     check_int("batch_size", params["batch_size"])
     check_choice("optimizer", params["optimizer"], OPTIMIZERS)
     check_real("learning_rate", params["learning_rate"], "finite and > 0", lambda v: v > 0)
     check_choice("lr_schedule", params["lr_schedule"], SCHEDULES)
     check_real("momentum", params["momentum"], "in [0, 1)", lambda v: 0 <= v < 1)
-    check_real("weight_decay", params["weight_decay"], "finite and >= 0", lambda v: v >= 0)
+    if not is_auto(params["weight_decay"]):
+        check_real(
+            "weight_decay", params["weight_decay"], "'auto' or finite and >= 0", lambda v: v >= 0
+        )
     check_real("dropout", params["dropout"], "in [0, 1)", lambda v: 0 <= v < 1)
     check_bool("standardize", params["standardize"])
     check_bool("early_stopping", params["early_stopping"])

@@ -8,6 +8,7 @@ into ``--out``.  ``predict`` prints one test example's probability table.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from typing import Any
 
@@ -91,7 +92,14 @@ def _run_train(args: argparse.Namespace) -> int:
         f"training {model!r} on {dataset.name}: {dataset.X_train.shape[0]} {kind}train and "
         f"{dataset.X_test.shape[0]} test examples, {dataset.X_train.shape[1]} features"
     )
-    progress = _Progress(model.epochs, eval_label="test")
+    from .._classifier._training import auto_epochs
+
+    # The most epochs fit will run: "auto" resolves from the rows it trains on, as fit does.
+    n_rows = dataset.X_train.shape[0]
+    if model.early_stopping:
+        n_rows -= math.ceil(float(model.validation_fraction) * n_rows)
+    epochs = auto_epochs(model.epochs, n_rows, int(model.batch_size))
+    progress = _Progress(epochs, eval_label="test")
     start = time.perf_counter()
     model.fit(
         dataset.X_train,
@@ -109,7 +117,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.early_stopping:
         best = model.history_["validation_accuracy"]
         print(
-            f"early stopping: {model.n_iter_} of {model.epochs} epochs, kept epoch "
+            f"early stopping: {model.n_iter_} of {epochs} epochs, kept epoch "
             f"{best.index(max(best)) + 1} (validation accuracy {max(best):.2%})"
         )
     metadata = {
@@ -232,7 +240,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="learn the digit attributes even, > 4, prime, round (several per image) with "
         "the logistic head",
     )
-    p.add_argument("--epochs", type=positive_int, help="passes over the training set (default 50)")
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        help="passes over the training set (default: 50, more on a small set)",
+    )
     p.add_argument("--batch-size", type=positive_int, help="examples per step (default 32)")
     p.add_argument(
         "--learning-rate", type=finite_positive_float, help="Adam's step size (default 0.003)"
