@@ -112,9 +112,10 @@ def test_head_loss_gradient_matches_finite_differences():
 
 
 def test_uniform_sample_weight_gives_the_same_model_as_none():
-    # fit scales the weights to average 1: a constant weight is no weight.
+    # fit scales the weights to average 1: a constant weight is no weight (for a fixed
+    # weight_decay; "auto" counts rows as sample_weight counts them, as duplicates would)
     X, y = blobs()
-    settings = {"head": "sparsemax", "hidden": (8,), "epochs": 5}
+    settings = {"head": "sparsemax", "hidden": (8,), "epochs": 5, "weight_decay": 1e-3}
     plain = Classifier(**settings).fit(X, y)
     tripled = Classifier(**settings).fit(X, y, sample_weight=np.full(len(y), 3.0))
     np.testing.assert_allclose(tripled.predict_proba(X), plain.predict_proba(X), atol=1e-12)
@@ -122,7 +123,8 @@ def test_uniform_sample_weight_gives_the_same_model_as_none():
 
 def test_class_weight_moves_predictions_towards_the_heavy_class():
     X, y = blobs(noise=2.5)  # overlapping classes: the weights decide the border rows
-    settings = {"head": "sparsemax", "hidden": (8,), "epochs": 10}
+    # (a fixed weight_decay: "auto" counts rows by sample_weight but not by class_weight)
+    settings = {"head": "sparsemax", "hidden": (8,), "epochs": 10, "weight_decay": 1e-3}
     plain = Classifier(**settings).fit(X, y)
     heavy = Classifier(**settings, class_weight={1: 20.0}).fit(X, y)
     assert np.sum(heavy.predict(X) == 1) > np.sum(plain.predict(X) == 1)
