@@ -35,8 +35,9 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# SCIPY_ARRAY_API=1: scikit-learn's estimator checks then also try array-API input
 pytest: setup
-	$(BIN)/python -m pytest
+	SCIPY_ARRAY_API=1 $(BIN)/python -m pytest
 
 test: lint typecheck pytest
 
