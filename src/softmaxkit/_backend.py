@@ -245,13 +245,6 @@ def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] 
     return tuple(reversed(out))
 
 
-def validate_flag(value: Any, name: str) -> bool:
-    """``value`` as a bool: ``True``/``False`` or a NumPy bool, nothing else."""
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    raise SoftmaxkitTypeError(f"`{name}` must be True or False; got {value!r}")
-
-
 def validate_where(where: Any, x: Array, xp: ModuleType) -> Array | None:
     """``where`` as a boolean array of ``xp`` that broadcasts to ``x.shape``."""
     if where is None:

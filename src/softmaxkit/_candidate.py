@@ -29,9 +29,10 @@ import numpy as np
 
 from ._backend import as_array, as_result, compute_dtype, namespace, to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
-from ._options import check_reduction
+from ._options import check_count as _count
+from ._options import check_flag, check_reduction
 from ._softmax import log_sigmoid, log_softmax
-from .sampling import LogUniformSampler, SampledValues, _count, check_flag
+from .sampling import LogUniformSampler, SampledValues
 
 __all__ = ["nce_loss", "sampled_logits", "sampled_softmax_loss"]
 

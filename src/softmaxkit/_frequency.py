@@ -16,7 +16,6 @@ step costs O(batch).
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any
 
 import array_api_compat
@@ -24,6 +23,7 @@ import numpy as np
 
 from ._backend import is_numpy, namespace, to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
+from ._options import check_count
 
 __all__ = ["FrequencyEstimator"]
 
@@ -35,18 +35,6 @@ def _mix(x: np.ndarray) -> np.ndarray:
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
-
-
-def _int(value: Any, name: str, minimum: int) -> int:
-    try:
-        if isinstance(value, (bool, np.bool_)):  # True would silently mean 1
-            raise TypeError
-        n = operator.index(value)
-    except TypeError:
-        raise SoftmaxkitTypeError(f"`{name}` must be an int; got {value!r}") from None
-    if n < minimum:
-        raise SoftmaxkitValueError(f"`{name}` must be >= {minimum}; got {n}")
-    return n
 
 
 class FrequencyEstimator:
@@ -111,8 +99,8 @@ class FrequencyEstimator:
     """
 
     def __init__(self, num_buckets: int, *, num_hashes: int = 2, alpha: float = 0.01) -> None:
-        self.num_buckets = _int(num_buckets, "num_buckets", 1)
-        self.num_hashes = _int(num_hashes, "num_hashes", 1)
+        self.num_buckets = check_count(num_buckets, "num_buckets", 1)
+        self.num_hashes = check_count(num_hashes, "num_hashes", 1)
         try:
             if isinstance(alpha, (bool, np.bool_)):
                 raise TypeError
@@ -176,7 +164,7 @@ class FrequencyEstimator:
         if step is None:
             t = 0 if self._step is None else self._step + 1
         else:
-            t = _int(step, "step", -(2**62))
+            t = check_count(step, "step", -(2**62))
             if self._step is not None and t <= self._step:
                 raise SoftmaxkitValueError(
                     f"`step` must be larger than the previous update's {self._step}; got {t} "

@@ -62,6 +62,28 @@ def check_ignore_index(ignore_index: Any) -> int:
     return index
 
 
+def check_count(value: Any, name: str, minimum: float = 1, maximum: int | None = None) -> int:
+    """``value`` as an int in ``[minimum, maximum]``; NumPy integers count, bools do not."""
+    try:
+        if isinstance(value, bool | np.bool_):
+            raise TypeError  # True would silently mean 1
+        n = operator.index(value)
+    except TypeError:
+        raise SoftmaxkitTypeError(f"`{name}` must be an int; got {value!r}") from None
+    if n < minimum:
+        raise SoftmaxkitValueError(f"`{name}` must be >= {minimum}; got {n}")
+    if maximum is not None and n > maximum:
+        raise SoftmaxkitValueError(f"`{name}` must be <= {maximum}; got {n}")
+    return n
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """``value`` as a bool: Python's or NumPy's, nothing else (``"no"`` is truthy)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise SoftmaxkitTypeError(f"`{name}` must be True or False; got {value!r}")
+
+
 def check_label_smoothing(label_smoothing: Any) -> float:
     if isinstance(label_smoothing, bool | np.bool_):  # True is no amount of smoothing
         raise SoftmaxkitTypeError(

@@ -39,11 +39,11 @@ from ._backend import (
     numpy_quiet,
     stop_gradient,
     to_numpy,
-    validate_flag,
     validate_temperature,
     validate_where,
 )
 from ._errors import SoftmaxkitValueError
+from ._options import check_flag
 
 __all__ = [
     "log_sigmoid",
@@ -401,7 +401,7 @@ def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: An
     >>> logsumexp(np.array([]))
     array(-inf)
     """
-    keepdims = validate_flag(keepdims, "keepdims")
+    keepdims = check_flag(keepdims, "keepdims")
     prep = _prepare(x, axis, where)
     xp, x = prep.xp, prep.x
     if prep.empty:

@@ -19,7 +19,6 @@ reproducible everywhere from one seed.
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -27,6 +26,8 @@ import numpy as np
 from ._backend import to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._frequency import FrequencyEstimator
+from ._options import check_count as _count
+from ._options import check_flag
 from ._softmax import softmax
 
 __all__ = [
@@ -67,28 +68,6 @@ def as_generator(rng: Any) -> np.random.Generator:
     raise SoftmaxkitTypeError(
         f"`rng` must be a numpy.random.Generator, an int seed or None; got {type(rng).__name__}"
     )
-
-
-def _count(value: Any, name: str, minimum: int, maximum: int | None = None) -> int:
-    """``value`` as an int in ``[minimum, maximum]``; NumPy integers count, bools do not."""
-    try:
-        if isinstance(value, (bool, np.bool_)):
-            raise TypeError  # True would silently mean 1
-        n = operator.index(value)
-    except TypeError:
-        raise SoftmaxkitTypeError(f"`{name}` must be an int; got {value!r}") from None
-    if n < minimum:
-        raise SoftmaxkitValueError(f"`{name}` must be >= {minimum}; got {n}")
-    if maximum is not None and n > maximum:
-        raise SoftmaxkitValueError(f"`{name}` must be <= {maximum}; got {n}")
-    return n
-
-
-def check_flag(value: Any, name: str) -> bool:
-    """``value`` as a bool: Python's or NumPy's, nothing else (``"no"`` is truthy)."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise SoftmaxkitTypeError(f"`{name}` must be True or False; got {value!r}")
 
 
 def _plain_real(value: Any) -> bool:

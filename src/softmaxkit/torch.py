@@ -25,16 +25,15 @@ from ._candidate import (
 )
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._losses import cross_entropy
-from ._options import check_reduction
+from ._options import check_count as _count
+from ._options import check_flag, check_reduction
 from ._torch_retrieval import InBatchSoftmaxLoss
 from .sampling import (
     LogUniformSampler,
     UniformSampler,
     UnigramSampler,
-    _count,
     _Sampler,
     as_generator,
-    check_flag,
 )
 
 __all__ = ["InBatchSoftmaxLoss", "SampledSoftmaxLoss"]

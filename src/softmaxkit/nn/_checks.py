@@ -7,25 +7,16 @@ NumPy scalars count as numbers (a ``GridSearchCV`` grid gives them); bools do no
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any
 
 import numpy as np
 
 from .._errors import SoftmaxkitTypeError, SoftmaxkitValueError
+from .._options import check_count, check_flag
 
-
-def count(value: Any, name: str, minimum: float = 1) -> int:
-    """``value`` as an int >= ``minimum``."""
-    try:
-        if isinstance(value, (bool, np.bool_)):
-            raise TypeError
-        n = operator.index(value)
-    except TypeError:
-        raise SoftmaxkitTypeError(f"`{name}` must be an int; got {value!r}") from None
-    if n < minimum:
-        raise SoftmaxkitValueError(f"`{name}` must be >= {minimum}; got {n}")
-    return n
+# the library's own count and flag checks, under the names this package reads them by
+count = check_count
+flag = check_flag
 
 
 def real(value: Any, name: str) -> float:
@@ -60,12 +51,6 @@ def fraction(value: Any, name: str) -> float:
     if not 0.0 <= number < 1.0:
         raise SoftmaxkitValueError(f"`{name}` must be in [0, 1); got {value!r}")
     return number
-
-
-def flag(value: Any, name: str) -> bool:
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise SoftmaxkitTypeError(f"`{name}` must be True or False; got {value!r}")
 
 
 def generator(rng: Any, name: str = "rng") -> np.random.Generator:
