@@ -256,14 +256,13 @@ def validate_where(where: Any, x: Array, xp: ModuleType) -> Array | None:
             f"`where` must be a boolean array of the same library as `x` ({_kind(x)}) "
             f"or a NumPy array; got {_kind(where)}"
         )
-    if is_numpy(where) and where.dtype != np.bool_:
+    # the dtype before any conversion, which (to JAX, say) fails on strings first
+    if not array_api_compat.array_namespace(where).isdtype(where.dtype, "bool"):
         raise SoftmaxkitTypeError(f"`where` must be a boolean array; got dtype {where.dtype}")
     if not is_numpy(x) and is_numpy(where):
         where = xp.asarray(where, device=array_api_compat.device(x))
     else:
         where = xp.asarray(where)
-    if not xp.isdtype(where.dtype, "bool"):
-        raise SoftmaxkitTypeError(f"`where` must be a boolean array; got dtype {where.dtype}")
     shape = tuple(x.shape)
     if _broadcast_shape(tuple(where.shape), shape) != shape:
         raise SoftmaxkitValueError(
