@@ -50,7 +50,7 @@ from ._options import (
     check_reduction,
     not_ignored,
 )
-from ._softmax import log_sigmoid, log_softmax, logsumexp, sigmoid
+from ._softmax import _first_position, log_sigmoid, log_softmax, logsumexp, sigmoid
 
 __all__ = [
     "binary_cross_entropy_with_logits",
@@ -84,10 +84,6 @@ def _check_number(value: Any, name: str, low: float, high: float, *, open_low: b
             f"`{name}` must be in {left}{low:g}, {high:g}{right}; got {number!r}"
         )
     return number
-
-
-def _first_position(mask: np.ndarray) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.argwhere(mask)[0])
 
 
 def _convert(value: Any, name: str, xp: ModuleType, like: Array) -> Array:
