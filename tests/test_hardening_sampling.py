@@ -9,16 +9,15 @@ instead of stalling CI.
 from __future__ import annotations
 
 import collections
-import contextlib
 import itertools
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from fuzz_strategies import time_limit  # a hang fails the test instead of hanging CI
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,27 +27,6 @@ from softmaxkit._candidate import sampled_softmax_value_and_grad
 from softmaxkit.sampling import LogUniformSampler, UniformSampler, UnigramSampler
 from softmaxkit.torch import SampledSoftmaxLoss
 
-
-class _Hung(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def hard_timeout(seconds: float) -> Iterator[None]:
-    """Fail (not hang) when the body runs longer than ``seconds``: a guard, not a timing."""
-
-    def expire(signum: int, frame: Any) -> None:
-        raise _Hung(f"still running after {seconds} s: the loop is unbounded")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 # --- item 5: a unique draw always ends --------------------------------------------------------
 
 
@@ -56,7 +34,7 @@ def test_unigram_sampler_underflowed_class_never_hangs():
     # 1 against 1e10 with distortion 100: class 0 has probability 1e-1000, i.e. 0.
     sampler = UnigramSampler([1, 1e10], distortion=100)
     with (
-        hard_timeout(20),
+        time_limit(20),
         pytest.raises(
             sk.SoftmaxkitValueError,
             match=r"`num_sampled` must be <= 1, the number of classes that can be drawn, with "
@@ -64,7 +42,7 @@ def test_unigram_sampler_underflowed_class_never_hangs():
         ),
     ):
         sampler.sample(2, rng=0)
-    with hard_timeout(20):
+    with time_limit(20):
         values = sampler.sample(1, true_classes=[0, 1], rng=0)
     assert values.sampled.tolist() == [1]
     assert values.true_expected_count.tolist() == [0.0, 1.0]
@@ -74,7 +52,7 @@ def test_unigram_sampler_underflowed_class_never_hangs():
 def test_unigram_sampler_rare_class_is_drawn_in_bounded_time(rng):
     # Class 0 has probability 1e-36: drawable, but one draw in 1e36.
     sampler = UnigramSampler([1, 1e12], distortion=3)
-    with hard_timeout(20):
+    with time_limit(20):
         values = sampler.sample(2, true_classes=[0, 1], rng=rng)
     assert sorted(values.sampled.tolist()) == [0, 1]
     # It took so many draws that class 1 is certain and class 0 likely.
@@ -95,7 +73,7 @@ def test_unigram_sampler_rare_class_is_drawn_in_bounded_time(rng):
 )
 def test_every_sampler_unique_draw_of_every_drawable_class_ends(sampler):
     support = int(np.count_nonzero(sampler.probability(np.arange(sampler.num_classes))))
-    with hard_timeout(60):
+    with time_limit(60):
         values = sampler.sample(support, rng=0)
     assert np.unique(values.sampled).size == support
     assert (sampler.probability(values.sampled) > 0).all()
@@ -693,7 +671,7 @@ def test_any_sampler_setting_returns_a_sample_or_a_library_error(
         else:
             sampler = (UniformSampler if kind == "uniform" else LogUniformSampler)(v)
         p = sampler.probability(np.arange(v))
-        with hard_timeout(20):
+        with time_limit(20):
             values = sampler.sample(num_sampled, true_classes=np.arange(v), unique=unique, rng=seed)
     except sk.SoftmaxkitError:
         if kind == "unigram" and not any(counts):
