@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ._backend import as_array, to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
+from ._typing import ArrayT, Norm
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["expected_calibration_error", "fit_temperature", "reliability_diagram"]
 
@@ -137,7 +141,7 @@ def _calibration_error(bins: _Bins, norm: str) -> float:
 
 
 def expected_calibration_error(
-    probs: Array, labels: Array, /, *, n_bins: int = 15, norm: str = "l1"
+    probs: ArrayT, labels: ArrayT, /, *, n_bins: int = 15, norm: Norm = "l1"
 ) -> float:
     r"""The gap between top-1 confidence and accuracy, averaged over confidence bins.
 
@@ -207,7 +211,9 @@ def expected_calibration_error(
     return _calibration_error(_bin_statistics(probs, labels, n_bins), norm)
 
 
-def reliability_diagram(probs: Array, labels: Array, /, *, n_bins: int = 15, ax: Any = None) -> Any:
+def reliability_diagram(
+    probs: ArrayT, labels: ArrayT, /, *, n_bins: int = 15, ax: Axes | None = None
+) -> Axes:
     r"""Draw per-bin accuracy against confidence, with the calibration gap shaded.
 
     One bar per non-empty bin of :func:`expected_calibration_error` (same
@@ -313,7 +319,7 @@ def _nll_in_beta(beta: float, d: np.ndarray, dy: np.ndarray) -> tuple[float, flo
     return f, float(np.mean(mean_d - dy)), float(np.mean(var_d))
 
 
-def fit_temperature(logits: Array, labels: Array, /) -> float:
+def fit_temperature(logits: ArrayT, labels: ArrayT, /) -> float:
     r"""The temperature ``T > 0`` that minimises the NLL of ``softmax(logits / T)``.
 
     Temperature scaling (Guo et al. 2017): on held-out ``(logits, labels)``,

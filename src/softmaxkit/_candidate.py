@@ -32,6 +32,7 @@ from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._options import check_count as _count
 from ._options import check_flag, check_reduction
 from ._softmax import log_sigmoid, log_softmax
+from ._typing import ArrayT, Reduction, Sampler, Seed
 from .sampling import LogUniformSampler, SampledValues
 
 __all__ = ["nce_loss", "sampled_logits", "sampled_softmax_loss"]
@@ -338,20 +339,20 @@ def _reduce(xp: ModuleType, loss: Array, reduction: str) -> Array:
 
 
 def sampled_logits(
-    weights: Array,
-    biases: Array | None,
-    labels: Array,
-    inputs: Array,
+    weights: ArrayT,
+    biases: ArrayT | None,
+    labels: ArrayT,
+    inputs: ArrayT,
     /,
     *,
     num_sampled: int | None = None,
-    sampler: Any = None,
+    sampler: Sampler | None = None,
     num_true: int = 1,
-    sampled_values: Any = None,
+    sampled_values: SampledValues | tuple[Any, Any, Any] | None = None,
     remove_accidental_hits: bool = True,
     subtract_log_q: bool = True,
-    rng: Any = None,
-) -> tuple[Array, Array]:
+    rng: Seed = None,
+) -> tuple[ArrayT, ArrayT]:
     r"""The logits and targets of the true classes against a sample of classes.
 
     ``logits[b] = [inputs[b] . weights[c] + biases[c] - log Q(c)`` for ``c`` in
@@ -436,21 +437,21 @@ def sampled_logits(
 
 
 def sampled_softmax_loss(
-    weights: Array,
-    biases: Array | None,
-    labels: Array,
-    inputs: Array,
+    weights: ArrayT,
+    biases: ArrayT | None,
+    labels: ArrayT,
+    inputs: ArrayT,
     /,
     *,
     num_sampled: int | None = None,
-    sampler: Any = None,
+    sampler: Sampler | None = None,
     num_true: int = 1,
-    sampled_values: Any = None,
+    sampled_values: SampledValues | tuple[Any, Any, Any] | None = None,
     remove_accidental_hits: bool = True,
     subtract_log_q: bool = True,
-    rng: Any = None,
-    reduction: str = "none",
-) -> Array:
+    rng: Seed = None,
+    reduction: Reduction = "none",
+) -> ArrayT:
     r"""Softmax cross-entropy of the true classes against a random sample of classes.
 
     ``loss[b] = -(1/num_true) * sum_t log_softmax(logits[b])[t]`` over the
@@ -519,21 +520,21 @@ sampled_values, remove_accidental_hits, subtract_log_q, rng
 
 
 def nce_loss(
-    weights: Array,
-    biases: Array | None,
-    labels: Array,
-    inputs: Array,
+    weights: ArrayT,
+    biases: ArrayT | None,
+    labels: ArrayT,
+    inputs: ArrayT,
     /,
     *,
     num_sampled: int | None = None,
-    sampler: Any = None,
+    sampler: Sampler | None = None,
     num_true: int = 1,
-    sampled_values: Any = None,
+    sampled_values: SampledValues | tuple[Any, Any, Any] | None = None,
     remove_accidental_hits: bool = False,
     subtract_log_q: bool = True,
-    rng: Any = None,
-    reduction: str = "none",
-) -> Array:
+    rng: Seed = None,
+    reduction: Reduction = "none",
+) -> ArrayT:
     r"""Noise-contrastive estimation: logistic loss of the true classes against sampled ones.
 
     ``loss[b] = -sum_j [t_j log sigmoid(z_j) + (1 - t_j) log sigmoid(-z_j)]``

@@ -24,6 +24,7 @@ from ._backend import (
     normalize_axis,
 )
 from ._errors import SoftmaxkitValueError
+from ._typing import ArrayT
 
 __all__ = ["log_softmax_backward", "softmax_backward", "softmax_jacobian"]
 
@@ -46,7 +47,7 @@ def _pair(grad: Array, y: Array, y_name: str, axis: Axis):
     return xp, cast(xp, grad, work), cast(xp, y, work), axes, out
 
 
-def softmax_jacobian(p: Array, /) -> Array:
+def softmax_jacobian(p: ArrayT, /) -> ArrayT:
     r"""The full Jacobian ``J = diag(p) - p p^T`` of softmax over the last axis.
 
     ``J[..., i, k] = dp_i / dx_k = p_i (delta_ik - p_k)``.  For teaching and
@@ -88,7 +89,7 @@ def _jacobian_core(p: Array) -> Array:
     return column * eye - column * row
 
 
-def softmax_backward(grad: Array, p: Array, /, axis: Axis = -1) -> Array:
+def softmax_backward(grad: ArrayT, p: ArrayT, /, axis: Axis = -1) -> ArrayT:
     r"""The vector-Jacobian product of softmax: ``p * (grad - sum(grad * p))``.
 
     Given ``grad = dL/dp`` and the forward output ``p = softmax(x)``, returns
@@ -135,7 +136,7 @@ def _softmax_backward_core(g: Array, p: Array, *, axes: tuple[int, ...]) -> Arra
     return p * (g - xp.sum(g * p, axis=axes, keepdims=True))
 
 
-def log_softmax_backward(grad: Array, logp: Array, /, axis: Axis = -1) -> Array:
+def log_softmax_backward(grad: ArrayT, logp: ArrayT, /, axis: Axis = -1) -> ArrayT:
     r"""The vector-Jacobian product of log_softmax: ``grad - exp(logp) * sum(grad)``.
 
     Given ``grad = dL/dlogp`` and the forward output ``logp = log_softmax(x)``,

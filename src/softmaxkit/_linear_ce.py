@@ -27,6 +27,7 @@ from . import _backends
 from ._backend import as_array, compute_dtype, is_concrete, is_jax, namespace, to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._options import check_ignore_index, check_label_smoothing, check_reduction
+from ._typing import ArrayT, Reduction
 
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_grad"]
 
@@ -66,7 +67,7 @@ def _check_shapes(
 
 def _check_settings(
     ignore_index: Any, reduction: Any, label_smoothing: Any, chunk_size: Any
-) -> tuple[int, str, float, int | None]:
+) -> tuple[int, Reduction, float, int | None]:
     """``(ignore_index, reduction, label_smoothing, chunk_size)`` checked (chunk: None = default)."""
     reduction = check_reduction(reduction)
     ignore = check_ignore_index(ignore_index)
@@ -88,7 +89,7 @@ def _check_settings(
             ) from None
         if chunk < 1:
             raise SoftmaxkitValueError(f"`chunk_size` must be at least 1; got {chunk}")
-    return ignore, str(reduction), eps, chunk
+    return ignore, reduction, eps, chunk
 
 
 def dtype_name(dtype: Any) -> str:
@@ -119,7 +120,7 @@ def _validate(
     reduction: Any,
     label_smoothing: Any,
     chunk_size: Any,
-) -> tuple[int, str, float, int | None]:
+) -> tuple[int, Reduction, float, int | None]:
     """Every check of the public functions that needs no values, for every array library.
 
     NumPy arrays, PyTorch tensors and JAX arrays all come through here, so that a bad
@@ -311,7 +312,7 @@ def _torch_backend(*arrays: Array) -> Any:
 # --- JAX -------------------------------------------------------------------------------------
 
 
-def _jax_loss(xp, x, w, b, t, out, ignore: int, reduction: str, eps: float, chunk: Any):
+def _jax_loss(xp, x, w, b, t, out, ignore: int, reduction: Reduction, eps: float, chunk: Any):
     """The plain computation, logits formed: ``jax.grad`` differentiates it to any order.
 
     ``chunk`` was checked with the rest but is not used: XLA fuses the matmul and the
@@ -343,17 +344,17 @@ def _arrays(inputs: Array, weight: Array, targets: Array, bias: Array | None):
 
 
 def linear_cross_entropy(
-    inputs: Array,
-    weight: Array,
-    targets: Array,
+    inputs: ArrayT,
+    weight: ArrayT,
+    targets: ArrayT,
     /,
     *,
-    bias: Array | None = None,
+    bias: ArrayT | None = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     chunk_size: int | None = None,
-) -> Array:
+) -> ArrayT:
     r"""``cross_entropy(inputs @ weight.T + bias, targets)`` without forming the logits.
 
     The logits of a language model's output layer, ``(N, V)`` for ``N`` tokens and a
@@ -420,21 +421,21 @@ def linear_cross_entropy(
         return _jax_loss(xp, x, w, b, targets, out, *settings)
     opt = _Options(x, w, targets, b, ignore_index, reduction, label_smoothing, chunk_size)
     _, rows = _np_forward(x, w, b, opt)
-    return np.asarray(opt.reduce(rows), dtype=out)
+    return np.asarray(opt.reduce(rows), dtype=out)  # type: ignore[return-value]  # NumPy here
 
 
 def linear_cross_entropy_grad(
-    inputs: Array,
-    weight: Array,
-    targets: Array,
+    inputs: ArrayT,
+    weight: ArrayT,
+    targets: ArrayT,
     /,
     *,
-    bias: Array | None = None,
+    bias: ArrayT | None = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     chunk_size: int | None = None,
-) -> tuple[Array, Array, Array, Array | None]:
+) -> tuple[ArrayT, ArrayT, ArrayT, ArrayT | None]:
     r"""``(loss, d_inputs, d_weight, d_bias)`` of :func:`linear_cross_entropy`, chunked.
 
     Takes the arguments of :func:`linear_cross_entropy`.  With ``p`` the softmax
@@ -476,4 +477,4 @@ def linear_cross_entropy_grad(
     dx, dw, db = _np_backward(x, w, b, opt, lse, opt.row_scales())
     loss = np.asarray(opt.reduce(rows), dtype=out)
     db_out = db.astype(out, copy=False) if db is not None else None
-    return loss, dx.astype(out, copy=False), dw.astype(out, copy=False), db_out
+    return loss, dx.astype(out, copy=False), dw.astype(out, copy=False), db_out  # type: ignore[return-value]

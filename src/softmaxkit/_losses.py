@@ -51,6 +51,7 @@ from ._options import (
     not_ignored,
 )
 from ._softmax import _first_position, log_sigmoid, log_softmax, logsumexp, sigmoid
+from ._typing import ArrayT, Reduction
 
 __all__ = [
     "binary_cross_entropy_with_logits",
@@ -350,18 +351,18 @@ def _row_scales(plan: _Plan, dtype: Any) -> tuple[Array, Array]:
 
 
 def cross_entropy(
-    logits: Array,
-    target: Array,
+    logits: ArrayT,
+    target: ArrayT,
     /,
     *,
     axis: int = -1,
-    weight: Array | None = None,
+    weight: ArrayT | None = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     softcap: float | None = None,
-) -> Array:
+) -> ArrayT:
     """Cross-entropy between ``softmax(logits)`` and ``target``, as ``torch.nn.functional``.
 
     Per row, with ``log_probs = log_softmax(logits, axis)``, ``C`` classes,
@@ -485,18 +486,18 @@ def cross_entropy(
 
 
 def cross_entropy_grad(
-    logits: Array,
-    target: Array,
+    logits: ArrayT,
+    target: ArrayT,
     /,
     *,
     axis: int = -1,
-    weight: Array | None = None,
+    weight: ArrayT | None = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     softcap: float | None = None,
-) -> tuple[Array, Array]:
+) -> tuple[ArrayT, ArrayT]:
     """``(loss, dlogits)``: :func:`cross_entropy` and its gradient in one pass.
 
     Takes exactly the arguments of :func:`cross_entropy` and returns the same
@@ -570,15 +571,15 @@ def _cross_entropy_grad_portable(plan: _Plan) -> tuple[Array, Array]:
 
 
 def nll_loss(
-    log_probs: Array,
-    target: Array,
+    log_probs: ArrayT,
+    target: ArrayT,
     /,
     *,
     axis: int = -1,
-    weight: Array | None = None,
+    weight: ArrayT | None = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
-) -> Array:
+    reduction: Reduction = "mean",
+) -> ArrayT:
     """Negative log-likelihood of class indices, as ``torch.nn.functional.nll_loss``.
 
     Per row ``loss = -w[y] * log_probs[y]``; ``"mean"`` divides the sum by
@@ -636,15 +637,15 @@ def nll_loss(
 
 
 def nll_loss_grad(
-    log_probs: Array,
-    target: Array,
+    log_probs: ArrayT,
+    target: ArrayT,
     /,
     *,
     axis: int = -1,
-    weight: Array | None = None,
+    weight: ArrayT | None = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
-) -> tuple[Array, Array]:
+    reduction: Reduction = "mean",
+) -> tuple[ArrayT, ArrayT]:
     """``(loss, dlog_probs)``: :func:`nll_loss` and its gradient, ``-w[y]`` at the target.
 
     For ``"mean"`` the gradient is divided by ``sum_i w[y_i]`` (0 when no row
@@ -740,14 +741,14 @@ def _binary_reduce(plan: _BinaryPlan, loss: Array) -> Array:
 
 
 def binary_cross_entropy_with_logits(
-    logits: Array,
-    target: Array,
+    logits: ArrayT,
+    target: ArrayT,
     /,
     *,
-    weight: Array | None = None,
-    pos_weight: Array | None = None,
-    reduction: str = "mean",
-) -> Array:
+    weight: ArrayT | None = None,
+    pos_weight: ArrayT | None = None,
+    reduction: Reduction = "mean",
+) -> ArrayT:
     """Logistic loss of independent labels, as torch's ``binary_cross_entropy_with_logits``.
 
     Elementwise, with ``w = weight`` and ``pw = pos_weight`` (ones if None):
@@ -826,14 +827,14 @@ def _binary_elementwise(plan: _BinaryPlan) -> Array:
 
 
 def binary_cross_entropy_with_logits_grad(
-    logits: Array,
-    target: Array,
+    logits: ArrayT,
+    target: ArrayT,
     /,
     *,
-    weight: Array | None = None,
-    pos_weight: Array | None = None,
-    reduction: str = "mean",
-) -> tuple[Array, Array]:
+    weight: ArrayT | None = None,
+    pos_weight: ArrayT | None = None,
+    reduction: Reduction = "mean",
+) -> tuple[ArrayT, ArrayT]:
     """``(loss, dlogits)``: :func:`binary_cross_entropy_with_logits` and its gradient.
 
     ``dloss/dlogits = w * ((1 - target) * sigmoid(logits) - pw * target * sigmoid(-logits))``,

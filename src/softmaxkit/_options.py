@@ -10,11 +10,12 @@ so they live below all three.
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
+from ._typing import Reduction
 
 __all__ = [
     "REDUCTIONS",
@@ -28,12 +29,12 @@ __all__ = [
 REDUCTIONS = ("none", "mean", "sum")
 
 
-def check_reduction(reduction: Any) -> str:
+def check_reduction(reduction: Any) -> Reduction:
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise SoftmaxkitValueError(
             f"`reduction` must be one of {', '.join(map(repr, REDUCTIONS))}; got {reduction!r}"
         )
-    return reduction
+    return cast(Reduction, reduction)  # the check above made it one
 
 
 _INT64 = (-(2**63), 2**63 - 1)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import array_api_compat
 
@@ -40,11 +40,11 @@ from ._backend import (
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._losses import cross_entropy, cross_entropy_grad
 from ._options import check_reduction
+from ._typing import ArrayT, Reduction
 
 __all__ = ["in_batch_softmax_loss", "in_batch_softmax_loss_grad"]
 
 Array = Any
-Reduction = Literal["none", "mean", "sum"]
 
 
 class _Others(NamedTuple):
@@ -304,20 +304,20 @@ def _grad_core(
 
 
 def in_batch_softmax_loss(
-    queries: Array,
-    candidates: Array,
+    queries: ArrayT,
+    candidates: ArrayT,
     /,
     *,
-    candidate_ids: Array | None = None,
-    log_q: Array | None = None,
+    candidate_ids: ArrayT | None = None,
+    log_q: ArrayT | None = None,
     temperature: float = 1.0,
     remove_accidental_hits: bool = True,
-    extra_candidates: Array | None = None,
-    extra_ids: Array | None = None,
-    extra_log_q: Array | None = None,
+    extra_candidates: ArrayT | None = None,
+    extra_ids: ArrayT | None = None,
+    extra_log_q: ArrayT | None = None,
     reduction: Reduction = "mean",
     symmetric: bool = False,
-) -> Array:
+) -> ArrayT:
     r"""Softmax cross-entropy of each query against the candidates of its batch.
 
     Row ``i``'s positive is ``candidates[i]``; its negatives are the other rows'
@@ -439,20 +439,20 @@ def in_batch_softmax_loss(
 
 
 def in_batch_softmax_loss_grad(
-    queries: Array,
-    candidates: Array,
+    queries: ArrayT,
+    candidates: ArrayT,
     /,
     *,
-    candidate_ids: Array | None = None,
-    log_q: Array | None = None,
+    candidate_ids: ArrayT | None = None,
+    log_q: ArrayT | None = None,
     temperature: float = 1.0,
     remove_accidental_hits: bool = True,
-    extra_candidates: Array | None = None,
-    extra_ids: Array | None = None,
-    extra_log_q: Array | None = None,
+    extra_candidates: ArrayT | None = None,
+    extra_ids: ArrayT | None = None,
+    extra_log_q: ArrayT | None = None,
     reduction: Reduction = "mean",
     symmetric: bool = False,
-) -> tuple[Array, Array, Array, Array | None]:
+) -> tuple[ArrayT, ArrayT, ArrayT, ArrayT | None]:
     r"""``(loss, d_queries, d_candidates, d_extra_candidates)``: the loss and its gradient.
 
     Takes the arguments of :func:`in_batch_softmax_loss` and returns the same
@@ -511,4 +511,4 @@ def in_batch_softmax_loss_grad(
         return None if a is None else as_result(xp.astype(a, b.out_dtype, copy=False))
 
     loss, d_queries, d_candidates, d_extra = result
-    return out(loss), out(d_queries), out(d_candidates), out(d_extra)
+    return out(loss), out(d_queries), out(d_candidates), out(d_extra)  # type: ignore[return-value]

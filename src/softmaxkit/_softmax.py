@@ -44,6 +44,7 @@ from ._backend import (
 )
 from ._errors import SoftmaxkitValueError
 from ._options import check_flag
+from ._typing import ArrayT
 
 __all__ = [
     "log_sigmoid",
@@ -247,7 +248,14 @@ def _log_sum(
     return log_s, empty
 
 
-def softmax(x: Array, /, axis: Axis = -1, *, temperature: float = 1.0, where: Any = None) -> Array:
+def softmax(
+    x: ArrayT,
+    /,
+    axis: Axis = -1,
+    *,
+    temperature: float = 1.0,
+    where: ArrayT | np.ndarray | None = None,
+) -> ArrayT:
     r"""Probabilities along ``axis``: ``exp(x / T) / sum(exp(x / T))``.
 
     Parameters
@@ -320,8 +328,13 @@ def _softmax_core(x: Array, temperature: Any, *, axes: tuple[int, ...]) -> Array
 
 
 def log_softmax(
-    x: Array, /, axis: Axis = -1, *, temperature: float = 1.0, where: Any = None
-) -> Array:
+    x: ArrayT,
+    /,
+    axis: Axis = -1,
+    *,
+    temperature: float = 1.0,
+    where: ArrayT | np.ndarray | None = None,
+) -> ArrayT:
     r"""Log-probabilities along ``axis``: ``x / T - logsumexp(x / T)``.
 
     Takes the same arguments as :func:`softmax`.  Computed as
@@ -366,7 +379,14 @@ def _log_softmax_core(x: Array, temperature: Any, *, axes: tuple[int, ...]) -> A
     return out
 
 
-def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: Any = None) -> Array:
+def logsumexp(
+    x: ArrayT,
+    /,
+    axis: Axis = -1,
+    *,
+    keepdims: bool = False,
+    where: ArrayT | np.ndarray | None = None,
+) -> ArrayT:
     r"""The smooth maximum ``log(sum(exp(x)))`` along ``axis``.
 
     Parameters
@@ -435,7 +455,7 @@ def _first_position(mask: Array) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(to_numpy(mask))[0])
 
 
-def pmf_normalize(counts: Array, /, axis: Axis = -1) -> Array:
+def pmf_normalize(counts: ArrayT, /, axis: Axis = -1) -> ArrayT:
     r"""Counts divided by their total along ``axis``: the frequentist PMF.
 
     ``p[k] = counts[k] / sum(counts)``: the linear cousin of :func:`softmax`,
@@ -533,7 +553,7 @@ def _log_sigmoid_core(x: Array) -> Array:
     return xp.where(x < 0, x, zero) - xp.log1p(_exp_minus_abs(xp, x))
 
 
-def sigmoid(x: Array, /) -> Array:
+def sigmoid(x: ArrayT, /) -> ArrayT:
     r"""The logistic function ``1 / (1 + exp(-x))``, elementwise.
 
     Computed from ``e = exp(-|x|)`` as ``1 / (1 + e)`` for ``x >= 0`` and
@@ -550,7 +570,7 @@ def sigmoid(x: Array, /) -> Array:
     return _elementwise(_sigmoid_core, x)
 
 
-def log_sigmoid(x: Array, /) -> Array:
+def log_sigmoid(x: ArrayT, /) -> ArrayT:
     r"""``log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))``, elementwise.
 
     Exact for any finite input: ``log_sigmoid(-1000) = -1000``, where

@@ -45,6 +45,7 @@ from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._kernels import _sparse as _sparse_kernels
 from ._losses import _moveaxis, _plan, _reduce, _row_scales, cross_entropy, cross_entropy_grad
 from ._softmax import _in_graph, _prepare, _shifted, _wider_float, softmax
+from ._typing import ArrayT, Reduction
 
 __all__ = [
     "entmax",
@@ -300,7 +301,7 @@ def _entmax_any(x: Array, axis: Axis, where: Any, alpha: float, n_iter: int) -> 
     return as_result(cast(xp, back(p), prep.out_dtype))
 
 
-def sparsemax(x: Array, /, axis: Axis = -1, *, where: Any = None) -> Array:
+def sparsemax(x: ArrayT, /, axis: Axis = -1, *, where: ArrayT | np.ndarray | None = None) -> ArrayT:
     r"""Sparse probabilities along ``axis``: the Euclidean projection of ``x`` onto the simplex.
 
     ``p = argmin_{p in simplex} ||p - x||^2 = [x - tau]_+`` with ``tau`` such that
@@ -342,7 +343,7 @@ def sparsemax(x: Array, /, axis: Axis = -1, *, where: Any = None) -> Array:
     return _entmax_any(x, axis, where, 2.0, _DEFAULT_N_ITER)
 
 
-def entmax15(x: Array, /, axis: Axis = -1, *, where: Any = None) -> Array:
+def entmax15(x: ArrayT, /, axis: Axis = -1, *, where: ArrayT | np.ndarray | None = None) -> ArrayT:
     r"""1.5-entmax along ``axis``: ``p = [x / 2 - tau]_+ ** 2`` with ``sum(p) = 1``.
 
     The member of the entmax family halfway between softmax and sparsemax
@@ -370,14 +371,14 @@ def entmax15(x: Array, /, axis: Axis = -1, *, where: Any = None) -> Array:
 
 
 def entmax(
-    x: Array,
+    x: ArrayT,
     /,
     alpha: float = 1.5,
     axis: Axis = -1,
     *,
-    where: Any = None,
+    where: ArrayT | np.ndarray | None = None,
     n_iter: int | None = None,
-) -> Array:
+) -> ArrayT:
     r"""alpha-entmax along ``axis``: ``p = [(alpha - 1) x - tau]_+ ** (1 / (alpha - 1))``.
 
     ``tau`` makes ``sum(p) = 1``.  ``alpha = 1`` is :func:`softmax`, ``alpha = 1.5``
@@ -431,7 +432,7 @@ def _backward_public(grad: Array, p: Array, axis: Axis, alpha: float) -> Array:
     return as_result(cast(xp, back(_backward_rows(xp, g_rows, p_rows, alpha)), out))
 
 
-def sparsemax_backward(grad: Array, p: Array, /, axis: Axis = -1) -> Array:
+def sparsemax_backward(grad: ArrayT, p: ArrayT, /, axis: Axis = -1) -> ArrayT:
     r"""The vector-Jacobian product of :func:`sparsemax`: ``s * (grad - mean_S(grad))``.
 
     ``s`` marks the support (``p > 0``) and ``mean_S`` averages over it; entries
@@ -447,7 +448,7 @@ def sparsemax_backward(grad: Array, p: Array, /, axis: Axis = -1) -> Array:
     return _backward_public(grad, p, axis, 2.0)
 
 
-def entmax_backward(grad: Array, p: Array, /, alpha: float, axis: Axis = -1) -> Array:
+def entmax_backward(grad: ArrayT, p: ArrayT, /, alpha: float, axis: Axis = -1) -> ArrayT:
     r"""The vector-Jacobian product of :func:`entmax`: ``s * grad - s * sum(s * grad) / sum(s)``.
 
     ``s = p ** (2 - alpha)`` on the support (``p > 0``), 0 elsewhere; ``alpha = 1``
@@ -522,16 +523,16 @@ def _options(axis, weight, ignore_index, reduction, label_smoothing) -> dict[str
 
 
 def sparsemax_loss(
-    logits: Array,
-    target: Array,
+    logits: ArrayT,
+    target: ArrayT,
     /,
     *,
     axis: int = -1,
-    weight: Array | None = None,
+    weight: ArrayT | None = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
-) -> Array:
+) -> ArrayT:
     r"""The sparsemax loss: :func:`entmax_loss` with ``alpha = 2``.
 
     Per row ``loss = sum(q) * (<p, x> + (1 - ||p||^2) / 2) - <q, x>`` with
@@ -557,16 +558,16 @@ def sparsemax_loss(
 
 
 def sparsemax_loss_grad(
-    logits: Array,
-    target: Array,
+    logits: ArrayT,
+    target: ArrayT,
     /,
     *,
     axis: int = -1,
-    weight: Array | None = None,
+    weight: ArrayT | None = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
-) -> tuple[Array, Array]:
+) -> tuple[ArrayT, ArrayT]:
     """``(loss, dlogits)``: :func:`sparsemax_loss` and its gradient ``sum(q) * p - q``.
 
     Examples
@@ -588,18 +589,18 @@ def sparsemax_loss_grad(
 
 
 def entmax_loss(
-    logits: Array,
-    target: Array,
+    logits: ArrayT,
+    target: ArrayT,
     /,
     alpha: float = 1.5,
     *,
     axis: int = -1,
-    weight: Array | None = None,
+    weight: ArrayT | None = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     n_iter: int | None = None,
-) -> Array:
+) -> ArrayT:
     r"""The entmax (Fenchel-Young) loss of ``entmax(logits, alpha)`` against ``target``.
 
     Per row, with ``p = entmax(x, alpha)``, ``H`` the Tsallis entropy
@@ -641,18 +642,18 @@ def entmax_loss(
 
 
 def entmax_loss_grad(
-    logits: Array,
-    target: Array,
+    logits: ArrayT,
+    target: ArrayT,
     /,
     alpha: float = 1.5,
     *,
     axis: int = -1,
-    weight: Array | None = None,
+    weight: ArrayT | None = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     n_iter: int | None = None,
-) -> tuple[Array, Array]:
+) -> tuple[ArrayT, ArrayT]:
     """``(loss, dlogits)``: :func:`entmax_loss` and its gradient ``sum(q) * p - q``.
 
     ``"mean"`` divides the gradient as :func:`cross_entropy_grad` does.

@@ -14,7 +14,8 @@ from ._backend import validate_temperature
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._frequency import FrequencyEstimator
 from ._options import check_reduction
-from ._retrieval import Reduction, in_batch_softmax_loss
+from ._retrieval import in_batch_softmax_loss
+from ._typing import Reduction
 
 __all__ = ["InBatchSoftmaxLoss"]
 
@@ -73,7 +74,7 @@ class InBatchSoftmaxLoss(nn.Module):
         self.temperature = validate_temperature(temperature)
         self.remove_accidental_hits = bool(remove_accidental_hits)
         self.symmetric = bool(symmetric)
-        self.reduction: Reduction = check_reduction(reduction)  # type: ignore[assignment]
+        self.reduction: Reduction = check_reduction(reduction)
         self.estimator = estimator
 
     def forward(

@@ -11,13 +11,15 @@ that they list the same strings as the validators.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
 if TYPE_CHECKING:
     import jax
     import torch
+
+    from .sampling import SampledValues
 
 __all__ = [
     "ArrayT",
@@ -28,7 +30,9 @@ __all__ = [
     "Norm",
     "Optimizer",
     "Reduction",
+    "Sampler",
     "Schedule",
+    "Seed",
 ]
 
 #: A NumPy, PyTorch or JAX array; a function typed ``(x: ArrayT) -> ArrayT`` returns an
@@ -51,3 +55,18 @@ Schedule = Literal["constant", "cosine"]
 Auto = Literal["auto"]
 #: ``class_weight`` of :class:`softmaxkit.Classifier`: none, balanced, or label -> weight.
 ClassWeight = Literal["balanced"] | dict[Any, float] | None
+#: ``rng`` of the samplers and the sampled losses: a Generator, an int seed, or None for fresh
+#: entropy.
+Seed = np.random.Generator | int | None
+
+
+class Sampler(Protocol):
+    """What the sampled losses take as ``sampler``: the samplers of :mod:`softmaxkit.sampling`,
+    or any object with their ``num_classes`` and ``sample``."""
+
+    @property
+    def num_classes(self) -> int: ...
+
+    def sample(
+        self, num_sampled: int, /, *, true_classes: Any = None, rng: Any = None
+    ) -> SampledValues: ...

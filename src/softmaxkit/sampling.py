@@ -29,6 +29,7 @@ from ._frequency import FrequencyEstimator
 from ._options import check_count as _count
 from ._options import check_flag
 from ._softmax import softmax
+from ._typing import Seed
 
 __all__ = [
     "FrequencyEstimator",
@@ -157,7 +158,7 @@ class _Sampler:
         *,
         true_classes: Any = None,
         unique: bool = True,
-        rng: Any = None,
+        rng: Seed = None,
     ) -> SampledValues:
         """Draw ``num_sampled`` classes and their expected counts.
 

@@ -28,6 +28,7 @@ from ._losses import cross_entropy
 from ._options import check_count as _count
 from ._options import check_flag, check_reduction
 from ._torch_retrieval import InBatchSoftmaxLoss
+from ._typing import Reduction
 from .sampling import (
     LogUniformSampler,
     UniformSampler,
@@ -121,7 +122,7 @@ class SampledSoftmaxLoss(nn.Module):
         bias: bool = True,
         sparse: bool = False,
         rng: Any = None,
-        reduction: str = "none",
+        reduction: Reduction = "none",
         device: Any = None,
         dtype: Any = None,
     ) -> None:

@@ -25,7 +25,9 @@ from ._typing import (
     Norm,
     Optimizer,
     Reduction,
+    Sampler,
     Schedule,
+    Seed,
 )
 
 __all__ = [
@@ -37,5 +39,7 @@ __all__ = [
     "Norm",
     "Optimizer",
     "Reduction",
+    "Sampler",
     "Schedule",
+    "Seed",
 ]

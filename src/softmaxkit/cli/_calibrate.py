@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from .._errors import SoftmaxkitValueError
+from .._typing import Norm
 from . import CommandError
 from ._paths import check_figure_path, load_npy, positive_int
 
@@ -78,11 +79,12 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     after = softmax(logits.astype(np.float64), temperature=temperature)
 
     rows = [("", "before", "after")]
-    for name, norm in (
+    norms: tuple[tuple[str, Norm], ...] = (
         ("ECE (l1)", "l1"),
         ("RMS calibration error (l2)", "l2"),
         ("MCE (max)", "max"),
-    ):
+    )
+    for name, norm in norms:
         rows.append(
             (
                 name,
