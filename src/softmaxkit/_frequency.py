@@ -16,7 +16,8 @@ step costs O(batch).
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, overload
 
 import array_api_compat
 import numpy as np
@@ -24,6 +25,7 @@ import numpy as np
 from ._backend import is_numpy, namespace, to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._options import check_count
+from ._typing import ArrayT
 
 __all__ = ["FrequencyEstimator"]
 
@@ -208,6 +210,10 @@ class FrequencyEstimator:
         gaps = np.where(self._seen[rows, buckets], self._gap[rows, buckets], unseen_gap)
         return gaps.max(axis=0)
 
+    @overload
+    def log_q(self, ids: ArrayT) -> ArrayT: ...
+    @overload
+    def log_q(self, ids: Sequence[Any] | int) -> np.ndarray: ...
     def log_q(self, ids: Any) -> Any:
         """``log q(y)`` for each id: the log of its expected occurrences per step.
 

@@ -51,6 +51,7 @@ import torch.distributed as dist
 
 from ._errors import SoftmaxkitError, SoftmaxkitTypeError, SoftmaxkitValueError
 from ._options import check_ignore_index, check_label_smoothing, check_reduction
+from ._typing import Reduction
 
 __all__ = [
     "shard_range",
@@ -806,7 +807,7 @@ def vocab_parallel_cross_entropy(
     *,
     group: Any = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
 ) -> Tensor:
     r"""Cross-entropy over classes split across the ranks of ``group``.
@@ -1053,7 +1054,7 @@ def vocab_parallel_linear_cross_entropy(
     local_bias: Tensor | None = None,
     chunk_size: int | None = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
 ) -> Tensor:
     r"""Cross-entropy of a linear output layer split by class, without the logits.

@@ -28,7 +28,7 @@ from ._losses import cross_entropy
 from ._options import check_count as _count
 from ._options import check_flag, check_reduction
 from ._torch_retrieval import InBatchSoftmaxLoss
-from ._typing import Reduction
+from ._typing import Reduction, Seed
 from .sampling import (
     LogUniformSampler,
     UniformSampler,
@@ -121,7 +121,7 @@ class SampledSoftmaxLoss(nn.Module):
         subtract_log_q: bool = True,
         bias: bool = True,
         sparse: bool = False,
-        rng: Any = None,
+        rng: Seed = None,
         reduction: Reduction = "none",
         device: Any = None,
         dtype: Any = None,

@@ -22,6 +22,8 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from .._progress import Progress
+from .._typing import Auto, ClassWeight, Optimizer, Schedule
+from .._typing import Head as HeadName
 from ..nn import Sequential
 from . import _training
 from ._heads import (
@@ -199,23 +201,23 @@ class Classifier(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         hidden: Sequence[int] = (64,),
-        head: str = "softmax",
+        head: HeadName = "softmax",
         *,
         num_sampled: int = 64,
-        epochs: int | str = "auto",
+        epochs: int | Auto = "auto",
         batch_size: int = 32,
-        optimizer: str = "adam",
+        optimizer: Optimizer = "adam",
         learning_rate: float = 0.003,
-        lr_schedule: str = "constant",
+        lr_schedule: Schedule = "constant",
         momentum: float = 0.9,
-        weight_decay: float | str = "auto",
+        weight_decay: float | Auto = "auto",
         dropout: float = 0.0,
         standardize: bool = True,
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
         tol: float = 1e-4,
-        class_weight: Any = None,
+        class_weight: ClassWeight = None,
         warm_start: bool = False,
         verbose: bool = False,
         seed: int | None = 0,

@@ -18,6 +18,7 @@ from .._errors import SoftmaxkitError, SoftmaxkitTypeError, SoftmaxkitValueError
 from .._losses import binary_cross_entropy_with_logits_grad, cross_entropy_grad
 from .._softmax import log_sigmoid, log_softmax, sigmoid, softmax
 from .._sparse import sparsemax, sparsemax_loss_grad
+from .._typing import Init
 from ..nn import Sequential
 from ..sampling import UnigramSampler
 
@@ -100,7 +101,7 @@ class Head:
     """
 
     name: ClassVar[str]
-    output_init: ClassVar[str] = "glorot"
+    output_init: ClassVar[Init] = "glorot"
 
     def encode(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         raise NotImplementedError

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import SoftmaxkitValueError
+from .._typing import Init
 from ..nn import SGD, Adam, Dense, Dropout, ReLU, Sequential
 from ._heads import Head
 
@@ -89,7 +90,7 @@ def build(
     dropout: float,
     n_in: int,
     n_out: int,
-    output_init: str,
+    output_init: Init,
     rng: np.random.Generator,
 ) -> Sequential:
     layers: list[Any] = []

@@ -19,6 +19,7 @@ import numpy as np
 from .._derivatives import softmax_backward
 from .._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from .._softmax import sigmoid, softmax
+from .._typing import Init
 from . import _checks
 from ._init import glorot_uniform, he_normal
 
@@ -97,7 +98,7 @@ class Dense(Layer):
         out_features: int,
         /,
         *,
-        init: str = "he",
+        init: Init = "he",
         rng: np.random.Generator | int | None = None,
     ) -> None:
         super().__init__()
