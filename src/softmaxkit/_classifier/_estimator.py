@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import DataConversionWarning, NotFittedError
 from sklearn.utils.class_weight import compute_sample_weight
@@ -452,8 +453,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
     def fit(
         self,
-        X: Any,
-        y: Any,
+        X: ArrayLike,
+        y: ArrayLike,
         sample_weight: Any = None,
         *,
         eval_set: tuple[Any, Any] | None = None,
@@ -675,7 +676,11 @@ class Classifier(ClassifierMixin, BaseEstimator):
             )
 
     def partial_fit(
-        self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        classes: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
     ) -> Classifier:
         """One epoch over ``(X, y)``, continuing from the current weights; returns ``self``.
 
@@ -812,7 +817,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         # The head the model was fitted with: set_params after fit changes the next fit only.
         return _READERS[self._fitted_settings()["head"]]
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def decision_function(self, X: ArrayLike) -> np.ndarray:
         """Confidence scores: the log-odds for two classes, else the logits.
 
         Two classes (not multi-label): shape ``(N,)``, ``log p1 - log p0`` with the
@@ -832,7 +837,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
             return log_s[:, 1] - log_s[:, 0]
         return logits[:, 1] - logits[:, 0]
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Probabilities, shape ``(N, len(classes_))``, columns in the order of ``classes_``.
 
         Softmax and sampled heads: ``softmax(z)``.  Logistic head: multi-label,
@@ -841,21 +846,21 @@ class Classifier(ClassifierMixin, BaseEstimator):
         """
         return self._fitted_head().proba(self._logits(X), self.multilabel_)
 
-    def predict_log_proba(self, X: Any) -> np.ndarray:
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """``log(predict_proba(X))``, computed in logs (exact where probabilities underflow).
 
         The sparsemax head gives ``-inf`` where ``predict_proba`` is exactly 0.
         """
         return self._fitted_head().log_proba(self._logits(X), self.multilabel_)
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """The most probable class of each row, or for multi-label the 0/1 matrix ``p >= 0.5``."""
         logits = self._logits(X)
         if self.multilabel_:
             return (logits >= 0).astype(np.int64)
         return self.classes_[np.argmax(logits, axis=1)]
 
-    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+    def score(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
         """Accuracy: the (weighted) fraction of rows predicted right (multi-label: every label)."""
         predicted = self.predict(X)
         y = np.asarray(y) if self.multilabel_ else as_labels(y)
