@@ -455,9 +455,9 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self,
         X: ArrayLike,
         y: ArrayLike,
-        sample_weight: Any = None,
+        sample_weight: ArrayLike | None = None,
         *,
-        eval_set: tuple[Any, Any] | None = None,
+        eval_set: tuple[ArrayLike, ArrayLike] | None = None,
         on_batch: BatchCallback | None = None,
         on_epoch: EpochCallback | None = None,
     ) -> Classifier:
