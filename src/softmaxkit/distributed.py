@@ -503,7 +503,9 @@ def _normalise(local_logits: Tensor, group: Any, log: bool) -> Tensor:
     return _VocabParallelLogSoftmax.apply(local_logits, grp, log)
 
 
-def vocab_parallel_log_softmax(local_logits: Tensor, /, *, group: Any = None) -> Tensor:
+def vocab_parallel_log_softmax(
+    local_logits: Tensor, /, *, group: dist.ProcessGroup | None = None
+) -> Tensor:
     r"""Log-softmax over classes split across the ranks of ``group``.
 
     Rank ``r`` passes the logits of its own classes, the range
@@ -560,7 +562,9 @@ def vocab_parallel_log_softmax(local_logits: Tensor, /, *, group: Any = None) ->
     return _normalise(local_logits, group, log=True)
 
 
-def vocab_parallel_softmax(local_logits: Tensor, /, *, group: Any = None) -> Tensor:
+def vocab_parallel_softmax(
+    local_logits: Tensor, /, *, group: dist.ProcessGroup | None = None
+) -> Tensor:
     r"""Softmax over classes split across the ranks of ``group``.
 
     Takes the arguments of :func:`vocab_parallel_log_softmax` and returns
@@ -805,7 +809,7 @@ def vocab_parallel_cross_entropy(
     targets: Tensor,
     /,
     *,
-    group: Any = None,
+    group: dist.ProcessGroup | None = None,
     ignore_index: int = -100,
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
@@ -1050,7 +1054,7 @@ def vocab_parallel_linear_cross_entropy(
     targets: Tensor,
     /,
     *,
-    group: Any = None,
+    group: dist.ProcessGroup | None = None,
     local_bias: Tensor | None = None,
     chunk_size: int | None = None,
     ignore_index: int = -100,
