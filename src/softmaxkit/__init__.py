@@ -12,6 +12,11 @@ from ._calibration import expected_calibration_error, fit_temperature, reliabili
 from ._candidate import nce_loss, sampled_logits, sampled_softmax_loss
 from ._derivatives import log_softmax_backward, softmax_backward, softmax_jacobian
 from ._errors import SoftmaxkitError, SoftmaxkitTypeError, SoftmaxkitValueError
+from ._hierarchical import (
+    hierarchical_log_softmax,
+    hierarchical_softmax_loss,
+    hierarchical_softmax_loss_grad,
+)
 from ._linear_ce import linear_cross_entropy, linear_cross_entropy_grad
 from ._losses import (
     binary_cross_entropy_with_logits,
@@ -67,6 +72,9 @@ __all__ = [
     "entmax_loss_grad",
     "expected_calibration_error",
     "fit_temperature",
+    "hierarchical_log_softmax",
+    "hierarchical_softmax_loss",
+    "hierarchical_softmax_loss_grad",
     "in_batch_softmax_loss",
     "in_batch_softmax_loss_grad",
     "linear_cross_entropy",
