@@ -8,6 +8,7 @@ returns one of the same kind.
 
 from typing import TYPE_CHECKING
 
+from ._adaptive import adaptive_log_softmax, adaptive_softmax_loss
 from ._calibration import expected_calibration_error, fit_temperature, reliability_diagram
 from ._candidate import nce_loss, sampled_logits, sampled_softmax_loss
 from ._derivatives import log_softmax_backward, softmax_backward, softmax_jacobian
@@ -61,6 +62,8 @@ __all__ = [
     "SoftmaxkitError",
     "SoftmaxkitTypeError",
     "SoftmaxkitValueError",
+    "adaptive_log_softmax",
+    "adaptive_softmax_loss",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_grad",
     "cross_entropy",

@@ -166,11 +166,12 @@ def reduce_rows(xp: ModuleType, losses: Array, kept: Array, reduction: str) -> A
     return xp.where(empty, xp.asarray(xp.nan, dtype=losses.dtype), mean)
 
 
-def _gather_rows(layer: _Layer, nodes: Array) -> tuple[Array, Array | None]:
+def _gather_rows(layer: _Layer, nodes: Array, take_rows: Any = None) -> tuple[Array, Array | None]:
     xp, x = layer.xp, layer.x
     n, width = _shape(nodes)
     flat = xp.reshape(nodes, (-1,))
-    rows = xp.astype(xp.take(layer.w, flat, axis=0), x.dtype, copy=False)
+    taken = xp.take(layer.w, flat, axis=0) if take_rows is None else take_rows(layer.w, flat)
+    rows = xp.astype(taken, x.dtype, copy=False)
     rows = xp.reshape(rows, (n, width, int(layer.w.shape[1])))
     if layer.b is None:
         return rows, None
@@ -248,12 +249,29 @@ def hierarchical_softmax_loss(
     >>> hierarchical_softmax_loss(h, w, np.array([0, 3]), tree, reduction="none").shape
     (2,)
     """
+    return loss_with(inputs, node_weights, labels, tree, node_bias, reduction, ignore_index)
+
+
+def loss_with(
+    inputs: Array,
+    node_weights: Array,
+    labels: Array,
+    tree: Tree,
+    node_bias: Array | None,
+    reduction: str,
+    ignore_index: int,
+    take_rows: Any = None,
+) -> Array:
+    """:func:`hierarchical_softmax_loss`, gathering the weight rows with ``take_rows(w, ids)``.
+
+    The torch module passes a sparse-gradient embedding lookup.
+    """
     check_reduction(reduction)
     ignore_index = check_ignore_index(ignore_index)
     layer = _layer(inputs, node_weights, node_bias, tree)
     paths = _paths(layer, labels, ignore_index)
     xp = layer.xp
-    z = path_logits(xp, layer.x, *_gather_rows(layer, paths.nodes))
+    z = path_logits(xp, layer.x, *_gather_rows(layer, paths.nodes, take_rows))
     loss = reduce_rows(xp, path_losses(xp, z, paths.sign), paths.kept, reduction)
     return as_result(xp.astype(loss, layer.out_dtype, copy=False))
 
@@ -457,11 +475,22 @@ def hierarchical_log_softmax(
     >>> logp.shape, np.exp(logp).sum(axis=1).round(12).tolist()
     ((2, 4), [1.0, 1.0])
     """
+    return log_softmax_with(inputs, node_weights, tree, node_bias)
+
+
+def log_softmax_with(
+    inputs: Array,
+    node_weights: Array,
+    tree: Tree,
+    node_bias: Array | None,
+    plan: _LevelPlan | None = None,
+) -> Array:
+    """:func:`hierarchical_log_softmax` with the tree's ``plan`` made once by the caller."""
     layer = _layer(inputs, node_weights, node_bias, tree)
     xp, x = layer.xp, layer.x
     w = xp.astype(layer.w, x.dtype, copy=False)
     z = xp.matmul(x, xp.permute_dims(w, (1, 0)))
     if layer.b is not None:
         z = z + xp.astype(layer.b, x.dtype, copy=False)[None, :]
-    out = log_probs_from_logits(xp, z, level_plan(layer.tree))
+    out = log_probs_from_logits(xp, z, level_plan(layer.tree) if plan is None else plan)
     return as_result(xp.astype(out, layer.out_dtype, copy=False))
