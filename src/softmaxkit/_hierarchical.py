@@ -30,6 +30,7 @@ from ._backend import (
     as_array,
     as_result,
     compute_dtype,
+    fused,
     is_concrete,
     is_jax,
     is_torch,
@@ -166,16 +167,18 @@ def reduce_rows(xp: ModuleType, losses: Array, kept: Array, reduction: str) -> A
     return xp.where(empty, xp.asarray(xp.nan, dtype=losses.dtype), mean)
 
 
-def _gather_rows(layer: _Layer, nodes: Array, take_rows: Any = None) -> tuple[Array, Array | None]:
-    xp, x = layer.xp, layer.x
+def _gather_rows(
+    xp: ModuleType, x: Array, w: Array, b: Array | None, nodes: Array, take_rows: Any = None
+) -> tuple[Array, Array | None]:
+    """The rows of ``w`` and ``b`` on each example's path: (N, max_depth, D) and (N, max_depth)."""
     n, width = _shape(nodes)
     flat = xp.reshape(nodes, (-1,))
-    taken = xp.take(layer.w, flat, axis=0) if take_rows is None else take_rows(layer.w, flat)
+    taken = xp.take(w, flat, axis=0) if take_rows is None else take_rows(w, flat)
     rows = xp.astype(taken, x.dtype, copy=False)
-    rows = xp.reshape(rows, (n, width, int(layer.w.shape[1])))
-    if layer.b is None:
+    rows = xp.reshape(rows, (n, width, int(w.shape[1])))
+    if b is None:
         return rows, None
-    bias = xp.astype(xp.take(layer.b, flat, axis=0), x.dtype, copy=False)
+    bias = xp.astype(xp.take(b, flat, axis=0), x.dtype, copy=False)
     return rows, xp.reshape(bias, (n, width))
 
 
@@ -270,10 +273,36 @@ def loss_with(
     ignore_index = check_ignore_index(ignore_index)
     layer = _layer(inputs, node_weights, node_bias, tree)
     paths = _paths(layer, labels, ignore_index)
-    xp = layer.xp
-    z = path_logits(xp, layer.x, *_gather_rows(layer, paths.nodes, take_rows))
-    loss = reduce_rows(xp, path_losses(xp, z, paths.sign), paths.kept, reduction)
-    return as_result(xp.astype(loss, layer.out_dtype, copy=False))
+    # One compiled computation on JAX (eagerly, each of its dozen operations would
+    # compile on its own, seconds on first use); a plain call elsewhere.
+    loss = fused(
+        _loss_core,
+        layer.x,
+        layer.w,
+        layer.b,
+        paths.nodes,
+        paths.sign,
+        paths.kept,
+        reduction=reduction,
+        take_rows=take_rows,
+    )
+    return as_result(layer.xp.astype(loss, layer.out_dtype, copy=False))
+
+
+def _loss_core(
+    x: Array,
+    w: Array,
+    b: Array | None,
+    nodes: Array,
+    sign: Array,
+    kept: Array,
+    *,
+    reduction: str,
+    take_rows: Any,
+) -> Array:
+    xp = namespace(x)
+    z = path_logits(xp, x, *_gather_rows(xp, x, w, b, nodes, take_rows))
+    return reduce_rows(xp, path_losses(xp, z, sign), kept, reduction)
 
 
 def hierarchical_softmax_loss_grad(
@@ -333,7 +362,7 @@ def hierarchical_softmax_loss_grad(
     ignore_index = check_ignore_index(ignore_index)
     layer = _layer(inputs, node_weights, node_bias, tree)
     paths = _paths(layer, labels, ignore_index)
-    rows, rows_bias = _gather_rows(layer, paths.nodes)
+    rows, rows_bias = _gather_rows(np, layer.x, layer.w, layer.b, paths.nodes)
     x, sign = layer.x, paths.sign
     z = path_logits(np, x, rows, rows_bias)
     losses = path_losses(np, z, sign)
@@ -368,10 +397,15 @@ def hierarchical_softmax_loss_grad(
 
 
 class _LevelPlan(NamedTuple):
-    """The tree read level by level, for the full distribution in O(N (V + num_nodes))."""
+    """The tree read level by level, for the full distribution in O(N (V + num_nodes)).
 
-    inner: list[tuple[np.ndarray, np.ndarray]]  # per depth k >= 1: (parent's slot in k-1, column)
-    leaves: list[tuple[int, np.ndarray, np.ndarray]]  # per leaf depth d: (level d-1, slot, column)
+    Only arrays and None, so that ``jax.jit`` takes it as an argument.
+    """
+
+    # per depth k >= 1: (the slot of each node's parent among depth k - 1, its branch column)
+    inner: list[tuple[np.ndarray, np.ndarray]]
+    # per depth k >= 0: the leaves whose parent has depth k, as (parent's slot, column), or None
+    leaves: list[tuple[np.ndarray, np.ndarray] | None]
     inverse: np.ndarray  # the leaves in class order, from their order by depth
 
 
@@ -379,7 +413,7 @@ def level_plan(tree: Tree) -> _LevelPlan:
     """Where each node's and each class's log-probability comes from, level by level.
 
     A node's log-probability of being reached is its parent's plus the
-    log-sigmoid of the branch taken, ``columns`` indexing ``[log_sigmoid(z),
+    log-sigmoid of the branch taken, the columns indexing ``[log_sigmoid(z),
     log_sigmoid(-z)]`` side by side.  The parents of depth ``k`` all sit at
     depth ``k - 1``, so each level is two gathers of the one before.
     """
@@ -401,39 +435,46 @@ def level_plan(tree: Tree) -> _LevelPlan:
         (slot[node_parent[nodes]], node_parent[nodes] + m * node_code[nodes])
         for nodes in levels[1:]
     ]
-    leaves = []
+    leaves: list[tuple[np.ndarray, np.ndarray] | None] = []
     order = []
     for d in range(1, tree.max_depth + 1):
         group = np.flatnonzero(depths == d)
         if group.size:
             parent = paths[group, d - 1]
-            leaves.append((d - 1, slot[parent], parent + m * codes[group, d - 1].astype(np.int64)))
+            leaves.append((slot[parent], parent + m * codes[group, d - 1].astype(np.int64)))
             order.append(group)
+        else:
+            leaves.append(None)
     by_depth = np.concatenate(order) if order else np.zeros(1, dtype=np.int64)
     inverse = np.empty_like(by_depth)
     inverse[by_depth] = np.arange(by_depth.size)
     return _LevelPlan(inner, leaves, inverse)
 
 
-def log_probs_from_logits(xp: ModuleType, z: Array, plan: _LevelPlan) -> Array:
-    """The (N, V) log-probabilities from the node logits ``z`` (N, V - 1)."""
-    n = int(z.shape[0])
-    device = array_api_compat.device(z)
-    if not plan.leaves:  # a single class: log p = 0
-        return xp.zeros((n, 1), dtype=z.dtype, device=device)
+def _log_probs_core(x: Array, w: Array, b: Array | None, plan: _LevelPlan) -> Array:
+    """The (N, V) log-probabilities, top-down from the node logits ``x @ w.T + b``."""
+    xp = namespace(x)
+    n = int(x.shape[0])
+    device = array_api_compat.device(x)
+    if not plan.inner and all(group is None for group in plan.leaves):
+        return xp.zeros((n, 1), dtype=x.dtype, device=device)  # one class: log p = 0
 
-    def index(a: np.ndarray) -> Array:
+    def index(a: Any) -> Array:
         return xp.asarray(a, device=device)
 
+    z = xp.matmul(x, xp.permute_dims(xp.astype(w, x.dtype, copy=False), (1, 0)))
+    if b is not None:
+        z = z + xp.astype(b, x.dtype, copy=False)[None, :]
     branch = xp.concat([log_sigmoid(z), log_sigmoid(-z)], axis=1)
-    reach = [xp.zeros((n, 1), dtype=z.dtype, device=device)]  # the root, reached surely
+    reach = [xp.zeros((n, 1), dtype=x.dtype, device=device)]  # the root, reached surely
     for parent_slot, column in plan.inner:
         reach.append(
             xp.take(reach[-1], index(parent_slot), axis=1) + xp.take(branch, index(column), axis=1)
         )
     parts = [
-        xp.take(reach[level], index(parent_slot), axis=1) + xp.take(branch, index(column), axis=1)
-        for level, parent_slot, column in plan.leaves
+        xp.take(reach[level], index(group[0]), axis=1) + xp.take(branch, index(group[1]), axis=1)
+        for level, group in enumerate(plan.leaves)
+        if group is not None
     ]
     return xp.take(xp.concat(parts, axis=1), index(plan.inverse), axis=1)
 
@@ -487,10 +528,6 @@ def log_softmax_with(
 ) -> Array:
     """:func:`hierarchical_log_softmax` with the tree's ``plan`` made once by the caller."""
     layer = _layer(inputs, node_weights, node_bias, tree)
-    xp, x = layer.xp, layer.x
-    w = xp.astype(layer.w, x.dtype, copy=False)
-    z = xp.matmul(x, xp.permute_dims(w, (1, 0)))
-    if layer.b is not None:
-        z = z + xp.astype(layer.b, x.dtype, copy=False)[None, :]
-    out = log_probs_from_logits(xp, z, level_plan(layer.tree) if plan is None else plan)
-    return as_result(xp.astype(out, layer.out_dtype, copy=False))
+    plan = level_plan(layer.tree) if plan is None else plan
+    out = fused(_log_probs_core, layer.x, layer.w, layer.b, plan)
+    return as_result(layer.xp.astype(out, layer.out_dtype, copy=False))
