@@ -27,7 +27,16 @@ from typing import Any, NamedTuple
 import array_api_compat
 import numpy as np
 
-from ._backend import as_array, as_result, compute_dtype, is_concrete, namespace, to_numpy
+from ._backend import (
+    as_array,
+    as_result,
+    compute_dtype,
+    fused,
+    is_concrete,
+    is_jax,
+    namespace,
+    to_numpy,
+)
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._hierarchical import reduce_rows
 from ._options import (
@@ -196,12 +205,8 @@ def _cluster_log_probs(layer: _Layer, i: int, x: Array) -> Array:
 
 
 def _full_log_probs(layer: _Layer) -> Array:
-    xp, s = layer.xp, layer.shortlist
-    head = _head_log_probs(layer)
-    parts = [head[:, :s]]
-    for i in range(len(layer.tails)):
-        parts.append(_cluster_log_probs(layer, i, layer.x) + head[:, s + i : s + i + 1])
-    return xp.concat(parts, axis=1)
+    args = (layer.x, layer.head_weight, layer.head_bias, layer.tails)
+    return fused(_full_core, *args, shortlist=layer.shortlist)
 
 
 def _pick(xp: ModuleType, logp: Array, index: Array) -> Array:
@@ -245,33 +250,61 @@ def _target_log_probs(layer: _Layer, target: Array, ignore_index: int) -> tuple[
     return xp.where(kept, output, xp.zeros_like(output)), kept
 
 
-def _dense_target_log_probs(
-    layer: _Layer, target: Array, ignore_index: int
-) -> tuple[Array, Array, Array]:
-    """``(log p(target), kept, sum_c log p(c))``, every cluster on every row.
+def _dense_core(
+    x: Array,
+    head_weight: Array,
+    head_bias: Array | None,
+    tails: list[tuple[Array, Array]],
+    target: Array,
+    *,
+    cutoffs: tuple[int, ...],
+    ignore_index: int,
+    eps: float,
+    reduction: str,
+) -> tuple[Array, Array]:
+    """``(output, loss)`` with every cluster evaluated on every row.
 
-    What label smoothing needs (it reads every class), and what runs under
-    ``jax.jit``, where which rows a cluster holds is not known while tracing.
+    What label smoothing needs (it reads every class), and what JAX runs, as
+    one compiled computation (which rows a cluster holds is not known while
+    tracing, and a shape per batch would recompile at every step).
     """
-    xp, x, cut, s = layer.xp, layer.x, layer.cutoffs, layer.shortlist
+    xp = namespace(x)
+    s = cutoffs[0]
     kept = not_ignored(xp, target, ignore_index)
-    t = xp.where(kept, target, xp.zeros_like(target))
-    t = xp.astype(t, xp.int64)
+    t = xp.astype(xp.where(kept, target, xp.zeros_like(target)), xp.int64)
     cluster = xp.zeros_like(t)
-    for c in cut[:-1]:
+    for c in cutoffs[:-1]:
         cluster = cluster + xp.astype(t >= c, xp.int64)
-    head = _head_log_probs(layer)
-    head_part = _pick(xp, head, xp.where(cluster == 0, t, s - 1 + cluster))
+    head = log_softmax(_linear(xp, x, head_weight, head_bias), axis=-1)
+    output = _pick(xp, head, xp.where(cluster == 0, t, s - 1 + cluster))
     total = xp.sum(head[:, :s], axis=1)
-    output = head_part
-    for i in range(len(layer.tails)):
-        logp = _cluster_log_probs(layer, i, x)
-        size = cut[i + 1] - cut[i]
-        relative = xp.clip(t - cut[i], 0, size - 1)
-        here = _pick(xp, logp, relative)
+    for i, (proj, out) in enumerate(tails):
+        logp = log_softmax(_linear(xp, _linear(xp, x, proj), out), axis=-1)
+        size = cutoffs[i + 1] - cutoffs[i]
+        here = _pick(xp, logp, xp.clip(t - cutoffs[i], 0, size - 1))
         output = output + xp.where(cluster == i + 1, here, xp.zeros_like(here))
         total = total + size * head[:, s + i] + xp.sum(logp, axis=1)
-    return xp.where(kept, output, xp.zeros_like(output)), kept, total
+    zero = xp.zeros_like(output)
+    output = xp.where(kept, output, zero)
+    losses = xp.where(kept, -(1 - eps) * output - (eps / cutoffs[-1]) * total, zero)
+    return output, reduce_rows(xp, losses, kept, reduction)
+
+
+def _full_core(
+    x: Array,
+    head_weight: Array,
+    head_bias: Array | None,
+    tails: list[tuple[Array, Array]],
+    *,
+    shortlist: int,
+) -> Array:
+    xp = namespace(x)
+    head = log_softmax(_linear(xp, x, head_weight, head_bias), axis=-1)
+    parts = [head[:, :shortlist]]
+    for i, (proj, out) in enumerate(tails):
+        logp = log_softmax(_linear(xp, _linear(xp, x, proj), out), axis=-1)
+        parts.append(logp + head[:, shortlist + i : shortlist + i + 1])
+    return xp.concat(parts, axis=1)
 
 
 def _check_target(layer: _Layer, target: Array) -> Array:
@@ -310,16 +343,24 @@ def adaptive_forward(
     layer = _layer(inputs, head_weight, tail_weights, cutoffs, head_bias)
     xp = layer.xp
     target = _check_target(layer, target)
-    if eps == 0 and is_concrete(target):
+    if eps == 0 and not is_jax(target):
         output, kept = _target_log_probs(layer, target, ignore_index)
-        losses = -output
+        loss = reduce_rows(xp, -output, kept, reduction)
     else:
         if is_concrete(target):
             check_indices(to_numpy(target), layer.n_classes, ignore_index, name="target")
-        output, kept, total = _dense_target_log_probs(layer, target, ignore_index)
-        losses = -(1 - eps) * output - (eps / layer.n_classes) * total
-        losses = xp.where(kept, losses, xp.zeros_like(losses))
-    loss = reduce_rows(xp, losses, kept, reduction)
+        output, loss = fused(
+            _dense_core,
+            layer.x,
+            layer.head_weight,
+            layer.head_bias,
+            layer.tails,
+            target,
+            cutoffs=tuple(layer.cutoffs),
+            ignore_index=ignore_index,
+            eps=eps,
+            reduction=reduction,
+        )
     out = layer.out_dtype
     return (
         as_result(xp.astype(output, out, copy=False)),
@@ -426,9 +467,9 @@ def adaptive_softmax_loss(
     Without smoothing, a cluster is evaluated only on the rows whose target it
     holds (PyTorch's way, which makes training cheap); the head on every row.
     Smoothing reads every class, so it evaluates every cluster on every row,
-    the cost of :func:`adaptive_log_softmax`.  So does a traced target under
-    ``jax.jit`` (whose values, like those of any traced target, are not
-    checked).
+    the cost of :func:`adaptive_log_softmax`.  So does JAX, in one compiled
+    computation: which rows a cluster holds has no fixed shape to trace (under
+    ``jax.jit`` the target values are not checked).
 
     Examples
     --------
