@@ -246,9 +246,9 @@ class AdaptiveSoftmax(nn.Module):
     def reset_parameters(self) -> None:
         """PyTorch's initialisation: each ``nn.Linear``'s own."""
         self.head.reset_parameters()
-        for projection, output in self.tail:  # type: ignore[misc]
-            projection.reset_parameters()
-            output.reset_parameters()
+        for pair in self.tail:
+            for linear in pair:  # type: ignore[attr-defined]
+                linear.reset_parameters()
 
     def _tail_weights(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(pair[0].weight, pair[1].weight) for pair in self.tail]  # type: ignore[index]
