@@ -8,10 +8,16 @@ returns one of the same kind.
 
 from typing import TYPE_CHECKING
 
+from ._adaptive import adaptive_log_softmax, adaptive_softmax_loss
 from ._calibration import expected_calibration_error, fit_temperature, reliability_diagram
 from ._candidate import nce_loss, sampled_logits, sampled_softmax_loss
 from ._derivatives import log_softmax_backward, softmax_backward, softmax_jacobian
 from ._errors import SoftmaxkitError, SoftmaxkitTypeError, SoftmaxkitValueError
+from ._hierarchical import (
+    hierarchical_log_softmax,
+    hierarchical_softmax_loss,
+    hierarchical_softmax_loss_grad,
+)
 from ._linear_ce import linear_cross_entropy, linear_cross_entropy_grad
 from ._losses import (
     binary_cross_entropy_with_logits,
@@ -56,6 +62,8 @@ __all__ = [
     "SoftmaxkitError",
     "SoftmaxkitTypeError",
     "SoftmaxkitValueError",
+    "adaptive_log_softmax",
+    "adaptive_softmax_loss",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_grad",
     "cross_entropy",
@@ -67,6 +75,9 @@ __all__ = [
     "entmax_loss_grad",
     "expected_calibration_error",
     "fit_temperature",
+    "hierarchical_log_softmax",
+    "hierarchical_softmax_loss",
+    "hierarchical_softmax_loss_grad",
     "in_batch_softmax_loss",
     "in_batch_softmax_loss_grad",
     "linear_cross_entropy",

@@ -11,6 +11,10 @@ subtracts (as ``log Q``) to keep its estimate consistent:
 * :class:`UnigramSampler`: ``P(k) ∝ counts[k] ** distortion``, O(1) per draw
   by Walker's alias method.
 
+The binary trees of the hierarchical softmax live here too (:func:`huffman_tree`,
+:func:`balanced_tree`): like a sampler, a tree is built once from the class
+counts, in NumPy, and read by the loss.
+
 Samplers run on NumPy whatever array library the loss receives: drawing a few
 thousand integers costs microseconds, and NumPy's generator makes results
 reproducible everywhere from one seed.
@@ -29,14 +33,18 @@ from ._frequency import FrequencyEstimator
 from ._options import check_count as _count
 from ._options import check_flag
 from ._softmax import softmax
+from ._trees import Tree, balanced_tree, huffman_tree
 from ._typing import Seed
 
 __all__ = [
     "FrequencyEstimator",
     "LogUniformSampler",
     "SampledValues",
+    "Tree",
     "UniformSampler",
     "UnigramSampler",
+    "balanced_tree",
+    "huffman_tree",
 ]
 
 

@@ -1,4 +1,5 @@
-"""PyTorch layers built on softmaxkit: :class:`SampledSoftmaxLoss`.
+"""PyTorch layers built on softmaxkit: :class:`SampledSoftmaxLoss`, :class:`HierarchicalSoftmax`,
+:class:`AdaptiveSoftmax`, :class:`InBatchSoftmaxLoss`.
 
 This module is only about PyTorch, so it imports torch at its top;
 ``import softmaxkit`` never imports it.
@@ -27,6 +28,7 @@ from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._losses import cross_entropy
 from ._options import check_count as _count
 from ._options import check_flag, check_reduction
+from ._torch_output_layers import AdaptiveSoftmax, AdaptiveSoftmaxOutput, HierarchicalSoftmax
 from ._torch_retrieval import InBatchSoftmaxLoss
 from ._typing import Reduction, Seed
 from .sampling import (
@@ -37,7 +39,13 @@ from .sampling import (
     as_generator,
 )
 
-__all__ = ["InBatchSoftmaxLoss", "SampledSoftmaxLoss"]
+__all__ = [
+    "AdaptiveSoftmax",
+    "AdaptiveSoftmaxOutput",
+    "HierarchicalSoftmax",
+    "InBatchSoftmaxLoss",
+    "SampledSoftmaxLoss",
+]
 
 Sampler = LogUniformSampler | UniformSampler | UnigramSampler
 
