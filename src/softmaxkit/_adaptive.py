@@ -47,6 +47,7 @@ from ._options import (
     not_ignored,
 )
 from ._softmax import log_softmax
+from ._typing import ArrayT, Reduction
 
 __all__ = ["adaptive_log_softmax", "adaptive_softmax_loss"]
 
@@ -369,14 +370,14 @@ def adaptive_forward(
 
 
 def adaptive_log_softmax(
-    inputs: Array,
-    head_weight: Array,
-    tail_weights: Sequence[tuple[Array, Array]],
+    inputs: ArrayT,
+    head_weight: ArrayT,
+    tail_weights: Sequence[tuple[ArrayT, ArrayT]],
     cutoffs: Sequence[int],
     /,
     *,
-    head_bias: Array | None = None,
-) -> Array:
+    head_bias: ArrayT | None = None,
+) -> ArrayT:
     r"""The full (N, n_classes) log-probabilities of an adaptive softmax.
 
     ``out[:, :c_0] = log_softmax(head)[:, :c_0]`` and, for cluster ``i``,
@@ -424,18 +425,18 @@ def adaptive_log_softmax(
 
 
 def adaptive_softmax_loss(
-    inputs: Array,
-    head_weight: Array,
-    tail_weights: Sequence[tuple[Array, Array]],
-    target: Array,
+    inputs: ArrayT,
+    head_weight: ArrayT,
+    tail_weights: Sequence[tuple[ArrayT, ArrayT]],
+    target: ArrayT,
     cutoffs: Sequence[int],
     /,
     *,
-    head_bias: Array | None = None,
-    reduction: str = "mean",
+    head_bias: ArrayT | None = None,
+    reduction: Reduction = "mean",
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
-) -> Array:
+) -> ArrayT:
     r"""Cross-entropy of an adaptive softmax: ``-log p(target)`` per row, reduced.
 
     With ``eps = label_smoothing`` and ``C = n_classes``, the row loss is

@@ -41,6 +41,7 @@ from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._options import check_ignore_index, check_indices, check_reduction, not_ignored
 from ._softmax import log_sigmoid, sigmoid
 from ._trees import Tree, check_tree
+from ._typing import ArrayT, Reduction
 
 __all__ = [
     "hierarchical_log_softmax",
@@ -183,16 +184,16 @@ def _gather_rows(
 
 
 def hierarchical_softmax_loss(
-    inputs: Array,
-    node_weights: Array,
-    labels: Array,
+    inputs: ArrayT,
+    node_weights: ArrayT,
+    labels: ArrayT,
     tree: Tree,
     /,
     *,
-    node_bias: Array | None = None,
-    reduction: str = "mean",
+    node_bias: ArrayT | None = None,
+    reduction: Reduction = "mean",
     ignore_index: int = -100,
-) -> Array:
+) -> ArrayT:
     r"""Negative log-likelihood of ``labels`` under the hierarchical softmax of ``tree``.
 
     ``loss[i] = -sum_{d < depth(y)} log_sigmoid((1 - 2 codes[y, d]) * z[i, paths[y, d]])``
@@ -313,7 +314,7 @@ def hierarchical_softmax_loss_grad(
     /,
     *,
     node_bias: np.ndarray | None = None,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     ignore_index: int = -100,
 ) -> tuple[np.ndarray, ...]:
     r""":func:`hierarchical_softmax_loss` and its gradient by hand, for NumPy training loops.
@@ -480,13 +481,13 @@ def _log_probs_core(x: Array, w: Array, b: Array | None, plan: _LevelPlan) -> Ar
 
 
 def hierarchical_log_softmax(
-    inputs: Array,
-    node_weights: Array,
+    inputs: ArrayT,
+    node_weights: ArrayT,
     tree: Tree,
     /,
     *,
-    node_bias: Array | None = None,
-) -> Array:
+    node_bias: ArrayT | None = None,
+) -> ArrayT:
     r"""The full (N, V) log-probabilities of the hierarchical softmax, for evaluation.
 
     ``out[i, v] = sum_{d < depth(v)} log_sigmoid((1 - 2 codes[v, d]) * z[i, paths[v, d]])``

@@ -20,6 +20,7 @@ from ._hierarchical import level_plan, log_softmax_with, loss_with
 from ._options import check_count as _count
 from ._options import check_flag, check_ignore_index, check_label_smoothing, check_reduction
 from ._trees import balanced_tree, huffman_tree
+from ._typing import Reduction
 
 __all__ = ["AdaptiveSoftmax", "AdaptiveSoftmaxOutput", "HierarchicalSoftmax"]
 
@@ -83,7 +84,7 @@ class HierarchicalSoftmax(nn.Module):
         *,
         bias: bool = True,
         sparse: bool = False,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         ignore_index: int = -100,
         device: Any = None,
         dtype: Any = None,
@@ -206,7 +207,7 @@ class AdaptiveSoftmax(nn.Module):
         div_value: float = 4.0,
         head_bias: bool = False,
         *,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         ignore_index: int = -100,
         label_smoothing: float = 0.0,
         device: Any = None,
