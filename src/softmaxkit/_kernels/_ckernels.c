@@ -546,8 +546,10 @@ static void choose_stream(void) {
             return;                                                                          \
         }                                                                                    \
         if (inner == 1) {                                                                    \
-            /* outputs larger than the caches are streamed to memory from a scratch row */   \
-            int stream = op != OP_LOGSUMEXP && n <= SCRATCH_MAX &&                            \
+            /* outputs larger than the caches are streamed to memory from a scratch row;     \
+               not in place (out == x), where the row is in cache from its max pass and       \
+               written back once anyway: streaming it would only evict it early */          \
+            int stream = op != OP_LOGSUMEXP && n <= SCRATCH_MAX && (const T *)out != x &&     \
                          outer * n * (Py_ssize_t)sizeof(T) >= STREAM_MIN;                    \
             _Pragma("omp parallel if(parallel) num_threads(max_threads())")                                             \
             {                                                                                \
