@@ -161,17 +161,23 @@ def test_backward_into_the_forward_output_equals_out_of_place(
 # memory from a scratch row).
 @pytest.mark.parametrize(
     ("shape", "plant"),
-    [((3, 70_000), True), ((256, 32_768), False)],
+    [((6, 70_000), True), ((256, 32_768), False)],
     ids=["long rows", "streamed"],
 )
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 def test_in_place_on_the_kernels_large_layouts(kernel_path, name, shape, plant):
     rng = np.random.default_rng(5)
     x = rng.standard_normal(shape, dtype=np.float32)
-    if plant:  # a row with +inf, one all -inf but a NaN, one ordinary
-        x[0, 66_000] = INF
-        x[1] = -INF
+    if plant:
+        x[0, 66_000] = INF  # a row with +inf
+        x[1] = -INF  # one all -inf but a NaN
         x[1, 69_999] = np.nan
+        x[2, :9000] = -INF  # one with a piece of the kernel's (8192 entries) all -inf
+        x[3, :9000] = -INF  # the same with a NaN there
+        x[3, 100] = np.nan
+        x[4, 10] = np.nan  # NaN early in a row whose +inf comes later
+        x[4, 60_000] = INF
+        # and one ordinary
     expected = getattr(sk, name)(x.copy())
     assert getattr(sk, name)(x, out=x) is x
     _same(x, expected)

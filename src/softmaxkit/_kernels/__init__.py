@@ -266,15 +266,12 @@ def _restore(out: np.ndarray, moved: Axes | None, out_dtype: Any) -> np.ndarray:
 #
 # Which forward layouts may overwrite their own input: a row on the last axis is read
 # (max pass) before any of it is written, and each later pass reads an entry before it
-# writes it.  Not so softmax rows of _LONG_ROW entries or more (long_softmax zeroes a
-# piece whose max is not finite and hands the row back, rereading it) nor a non-last
-# axis (block: the columns whose max is not finite are decided from x after the output
-# was written).  The backward kernels read g and y entry by entry before writing dx in
+# writes it (long_softmax, which hands a row whose max is not finite back to row_, leaves
+# the +inf entries and NaN for it to find).  Not so a non-last axis (block: the columns whose max is not finite are decided
+# from x after the output was written), which writes into a buffer of its own and is
+# copied into out.  The backward kernels read g and y entry by entry before writing dx in
 # every layout; the fused cross-entropy does not (it rereads a row's target logit, and
 # hands rows back to the portable path).
-
-_LONG_ROW = 65536  # LONG_ROW in _ckernels.c
-
 
 def _same_memory(out: np.ndarray, a: np.ndarray) -> bool:
     """Whether the C-contiguous ``a`` is exactly ``out``'s memory, element for element."""
@@ -343,7 +340,7 @@ def _forward(
         shape = tuple(1 if first <= i < first + len(axes) else k for i, k in enumerate(x.shape))
     else:
         shape = x.shape
-    overwrite = inner == 1 and not (op == _SOFTMAX and n >= _LONG_ROW)
+    overwrite = inner == 1
     result = _direct(out, x, moved, (x,), overwrite)
     if result is None:
         result = empty(shape, x.dtype)

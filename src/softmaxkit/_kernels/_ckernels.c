@@ -392,11 +392,12 @@ static void choose_stream(void) {
                     double top;                                                              \
                     ps[k] = sumexp_##SUF(x + lo, out + lo, hi - lo, mb, t, OP_SOFTMAX, &top);\
                 } else {                                                                     \
-                    ps[k] = 0; /* the whole row is left to the caller if M is not finite */  \
-                    for (Py_ssize_t j = lo; j < hi; j++) {                                   \
-                        out[j] = 0;                                                          \
+                    /* the whole row is left to the caller if M is not finite; nothing is     \
+                       written here, so that in place (out == x) the caller still finds the  \
+                       +inf entries (and NaN, which the pieces written keep) */              \
+                    ps[k] = 0;                                                               \
+                    for (Py_ssize_t j = lo; j < hi; j++)                                     \
                         if (x[j] != x[j]) ps[k] = NAN; /* a NaN among -inf: NaN row */       \
-                    }                                                                        \
                 }                                                                            \
             }                                                                                \
             _Pragma("omp single")                                                            \
@@ -412,8 +413,12 @@ static void choose_stream(void) {
                     Py_ssize_t lo = k * SUB, hi = lo + SUB < n ? lo + SUB : n;               \
                     T f = pm[k] > -INFINITY ? (T)(exp((pm[k] - M) / (double)t) / S) : (T)0;  \
                     if (S != S) f = (T)NAN;                                                  \
-                    _Pragma("omp simd")                                                      \
-                    for (Py_ssize_t j = lo; j < hi; j++) out[j] = out[j] * f;                \
+                    if (pm[k] > -INFINITY) {                                                 \
+                        _Pragma("omp simd")                                                  \
+                        for (Py_ssize_t j = lo; j < hi; j++) out[j] = out[j] * f;            \
+                    } else { /* an all -inf piece, not written in pass 1: 0 (NaN row: NaN) */\
+                        for (Py_ssize_t j = lo; j < hi; j++) out[j] = f;                     \
+                    }                                                                        \
                 }                                                                            \
             }                                                                                \
         }                                                                                    \
