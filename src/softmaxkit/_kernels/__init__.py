@@ -273,6 +273,7 @@ def _restore(out: np.ndarray, moved: Axes | None, out_dtype: Any) -> np.ndarray:
 # every layout; the fused cross-entropy does not (it rereads a row's target logit, and
 # hands rows back to the portable path).
 
+
 def _same_memory(out: np.ndarray, a: np.ndarray) -> bool:
     """Whether the C-contiguous ``a`` is exactly ``out``'s memory, element for element."""
     if a is out:  # softmax(x, out=x): the cheap answer (the addresses take microseconds)
