@@ -183,6 +183,25 @@ def test_in_place_on_the_kernels_large_layouts(kernel_path, name, shape, plant):
     _same(x, expected)
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_in_place_on_a_non_last_axis_with_every_edge(kernel_path, name, dtype, temperature):
+    """The kernels' blocks of 64 columns: a block with a column whose max is not finite goes
+    column by column in place; one without it as a block; and a partial block."""
+    x = _scores((40, 3, 150), dtype, seed=7)
+    x[:, 0, 5] = -INF  # a column all -inf
+    x[:, 0, 9] = -INF  # all -inf but a NaN
+    x[17, 0, 9] = np.nan
+    x[30, 0, 70] = INF  # +inf in the second block
+    x[2, 1, 140] = np.nan  # NaN in a finite column of the partial block
+    x[:, 2, 149] = INF  # a column all +inf
+    fn = getattr(sk, name)
+    expected = fn(x.copy(), axis=0, temperature=temperature)
+    assert fn(x, axis=0, temperature=temperature, out=x) is x
+    _same(x, expected)
+
+
 def test_in_place_cross_entropy_grad_on_the_streamed_layout(kernel_path):
     rng = np.random.default_rng(6)
     logits = rng.standard_normal((256, 32_768), dtype=np.float32)

@@ -264,14 +264,14 @@ def _restore(out: np.ndarray, moved: Axes | None, out_dtype: Any) -> np.ndarray:
 # buffer of its own, copied into `out` once complete; either way `out` is never half
 # written, since a kernel that has started cannot fail.
 #
-# Which forward layouts may overwrite their own input: a row on the last axis is read
-# (max pass) before any of it is written, and each later pass reads an entry before it
-# writes it (long_softmax, which hands a row whose max is not finite back to row_, leaves
-# the +inf entries and NaN for it to find).  Not so a non-last axis (block: the columns whose max is not finite are decided
-# from x after the output was written), which writes into a buffer of its own and is
-# copied into out.  The backward kernels read g and y entry by entry before writing dx in
-# every layout; the fused cross-entropy does not (it rereads a row's target logit, and
-# hands rows back to the portable path).
+# Every forward kernel (softmax, log_softmax) may overwrite its own input: a row on the
+# last axis is read (max pass) before any of it is written and each later pass reads an
+# entry before it writes it; long_softmax, which hands a row whose max is not finite
+# back to row_, leaves the +inf entries and NaN for it to find; on a non-last axis a
+# block holding a column whose max is not finite goes column by column in place
+# (block_in_place).  The backward kernels read g and y entry by entry before writing dx
+# in every layout.  The fused cross-entropy does not (it rereads a row's target logit,
+# and hands rows back to the portable path), so in place it writes into a buffer.
 
 
 def _same_memory(out: np.ndarray, a: np.ndarray) -> bool:
@@ -341,8 +341,7 @@ def _forward(
         shape = tuple(1 if first <= i < first + len(axes) else k for i, k in enumerate(x.shape))
     else:
         shape = x.shape
-    overwrite = inner == 1
-    result = _direct(out, x, moved, (x,), overwrite)
+    result = _direct(out, x, moved, (x,), True)
     if result is None:
         result = empty(shape, x.dtype)
     _compiled().forward(x, result, outer, n, inner, temperature, op, x.dtype == np.float64)

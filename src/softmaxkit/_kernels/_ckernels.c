@@ -510,6 +510,31 @@ static void choose_stream(void) {
                     special_##SUF(x + c, n, inner, out + c, m[c], op);                       \
     }                                                                                        \
                                                                                              \
+    /* A block computed in place (out == x): block_ decides the columns whose max is not     \
+       finite from x after it wrote the others, so a block holding such a column goes        \
+       column by column, the finite ones as blocks of one (the same arithmetic per           \
+       column), the others by special_, which reads each entry before writing it. */         \
+    INLINE void block_in_place_##SUF(T *x, Py_ssize_t n, Py_ssize_t inner, int w, T t,       \
+                                     int op) {                                               \
+        T m[BLOCK];                                                                          \
+        int special = 0;                                                                     \
+        for (int c = 0; c < w; c++) m[c] = -INFINITY;                                        \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                 \
+            const T *xj = x + j * inner;                                                     \
+            for (int c = 0; c < w; c++) m[c] = xj[c] > m[c] ? xj[c] : m[c];                  \
+        }                                                                                    \
+        for (int c = 0; c < w; c++) special |= !(m[c] > -INFINITY && m[c] < INFINITY);       \
+        if (!special) {                                                                      \
+            block_##SUF(x, x, n, inner, w, t, op);                                           \
+            return;                                                                          \
+        }                                                                                    \
+        for (int c = 0; c < w; c++)                                                          \
+            if (m[c] > -INFINITY && m[c] < INFINITY)                                         \
+                block_##SUF(x + c, x + c, n, inner, 1, t, op);                               \
+            else                                                                             \
+                special_##SUF(x + c, n, inner, x + c, m[c], op);                             \
+    }                                                                                        \
+                                                                                             \
     /* Short rows (n <= SHORT): BLOCK rows at a time are transposed into a small (n, BLOCK)  \
        tile, so that the vector lanes run across rows instead of along a few entries. */     \
     INLINE void short_forward_##SUF(const T *x, T *out, Py_ssize_t rows, Py_ssize_t n, T t,  \
@@ -571,8 +596,11 @@ static void choose_stream(void) {
         for (Py_ssize_t ib = 0; ib < outer * blocks; ib++) {                                 \
             Py_ssize_t i = ib / blocks, c0 = (ib % blocks) * BLOCK;                          \
             int w = (int)(inner - c0 < BLOCK ? inner - c0 : BLOCK);                          \
-            block_##SUF(x + i * n * inner + c0, out + i * out_n * inner + c0, n, inner, w,   \
-                        t, op);                                                              \
+            if (x == (const T *)out && op != OP_LOGSUMEXP)                                   \
+                block_in_place_##SUF(out + i * n * inner + c0, n, inner, w, t, op);          \
+            else                                                                             \
+                block_##SUF(x + i * n * inner + c0, out + i * out_n * inner + c0, n, inner, w,\
+                            t, op);                                                          \
         }                                                                                    \
     }                                                                                        \
                                                                                              \
