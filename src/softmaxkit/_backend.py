@@ -24,6 +24,7 @@ __all__ = [
     "as_array",
     "as_result",
     "cast",
+    "check_out",
     "compute_dtype",
     "fused",
     "is_concrete",
@@ -36,6 +37,7 @@ __all__ = [
     "to_numpy",
     "validate_temperature",
     "validate_where",
+    "write_out",
 ]
 
 Array = Any
@@ -336,3 +338,50 @@ def to_numpy(x: Array) -> np.ndarray:
 
         return torch_backend().host_array(x)  # type: ignore[no-any-return]
     return np.asarray(x)
+
+
+def check_out(
+    out: Any, x: Array, shape: tuple[int, ...], dtype: Any, *, name: str = "out", x_name: str = "x"
+) -> np.ndarray:
+    """``out`` checked to receive a result of ``shape`` and ``dtype`` computed from ``x``.
+
+    As for NumPy's ufuncs: a writeable NumPy array (C-contiguous or not, ``x`` itself
+    for an in-place result) of exactly the result's shape and dtype, nothing cast or
+    broadcast.  Only NumPy input has one: a torch tensor or a JAX array gets its result
+    returned as usual.  Checked before any work, so a refused ``out`` is left unchanged.
+    """
+    if not is_numpy(x):
+        raise SoftmaxkitTypeError(
+            f"`{name}` is for NumPy input only; `{x_name}` is a {_kind(x)}, whose result is "
+            f"returned (leave `{name}` as None)"
+        )
+    if not isinstance(out, np.ndarray):
+        raise SoftmaxkitTypeError(
+            f"`{name}` must be a NumPy array (numpy.ndarray) of shape {tuple(shape)} and dtype "
+            f"{np.dtype(dtype)}; got {_kind(out).removeprefix('builtins.')}"
+        )
+    if out.shape != tuple(shape):
+        raise SoftmaxkitValueError(
+            f"`{name}` must have the shape of the result {tuple(shape)}; got shape {out.shape}"
+        )
+    if out.dtype != dtype:
+        raise SoftmaxkitTypeError(
+            f"`{name}` must have the dtype of the result, {np.dtype(dtype)}; got dtype {out.dtype}"
+        )
+    if not out.flags.writeable:
+        raise SoftmaxkitValueError(f"`{name}` must be writeable; got a read-only array")
+    return out
+
+
+def write_out(out: np.ndarray | None, result: Array) -> Array:
+    """``result``, or ``out`` (checked by :func:`check_out`) holding it.
+
+    The copy runs once ``result`` is complete, so ``out`` is written whole or not at
+    all, and NumPy's ``copyto`` handles any overlap of the two.
+    """
+    if out is None:
+        return result
+    if result is not out:
+        with np.errstate(over="ignore"):  # a wide result beyond a narrow dtype is rightly inf
+            np.copyto(out, result, casting="same_kind")
+    return out

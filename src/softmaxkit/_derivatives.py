@@ -12,16 +12,19 @@ from types import ModuleType
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
 from . import _backends
 from ._backend import (
     as_array,
     as_result,
     cast,
+    check_out,
     compute_dtype,
     fused,
     namespace,
     normalize_axis,
+    write_out,
 )
 from ._errors import SoftmaxkitValueError
 from ._typing import ArrayT
@@ -89,7 +92,9 @@ def _jacobian_core(p: Array) -> Array:
     return column * eye - column * row
 
 
-def softmax_backward(grad: ArrayT, p: ArrayT, /, axis: Axis = -1) -> ArrayT:
+def softmax_backward(
+    grad: ArrayT, p: ArrayT, /, axis: Axis = -1, *, out: np.ndarray | None = None
+) -> ArrayT:
     r"""The vector-Jacobian product of softmax: ``p * (grad - sum(grad * p))``.
 
     Given ``grad = dL/dp`` and the forward output ``p = softmax(x)``, returns
@@ -103,6 +108,10 @@ def softmax_backward(grad: ArrayT, p: ArrayT, /, axis: Axis = -1) -> ArrayT:
     p : array
         Output of :func:`softmax` along the same ``axis``.
     axis : int or tuple of ints, default -1
+    out : numpy.ndarray, optional
+        For NumPy input: an array of exactly the result's shape and dtype that
+        receives the gradient and is returned, as with NumPy's ufuncs; it may be
+        ``grad`` or ``p`` itself (in place).  Checked as in :func:`softmax`.
 
     Notes
     -----
@@ -118,14 +127,19 @@ def softmax_backward(grad: ArrayT, p: ArrayT, /, axis: Axis = -1) -> ArrayT:
     >>> g = np.array([1.0, 0.0, 0.0])
     >>> bool(np.allclose(softmax_backward(g, p), g @ softmax_jacobian(p)))
     True
+    >>> softmax_backward(g, p, out=g) is g  # in place
+    True
     """
-    xp, g, p, axes, out = _pair(grad, p, "p", axis)
+    xp, g, p, axes, out_dtype = _pair(grad, p, "p", axis)
+    if out is not None:
+        out = check_out(out, g, tuple(g.shape), out_dtype, x_name="grad")
     backend = _backends.select(p)
     if backend is not None:
-        dx = backend.softmax_backward(g, p, axes, out)
+        dx = _backends.call(backend.softmax_backward, g, p, axes, out_dtype, out=out)
         if dx is not None:
             return dx
-    return as_result(cast(xp, fused(_softmax_backward_core, g, p, axes=axes), out))
+    dx = fused(_softmax_backward_core, g, p, axes=axes)
+    return write_out(out, as_result(cast(xp, dx, out_dtype)))
 
 
 def _softmax_backward_core(g: Array, p: Array, *, axes: tuple[int, ...]) -> Array:
@@ -136,11 +150,13 @@ def _softmax_backward_core(g: Array, p: Array, *, axes: tuple[int, ...]) -> Arra
     return p * (g - xp.sum(g * p, axis=axes, keepdims=True))
 
 
-def log_softmax_backward(grad: ArrayT, logp: ArrayT, /, axis: Axis = -1) -> ArrayT:
+def log_softmax_backward(
+    grad: ArrayT, logp: ArrayT, /, axis: Axis = -1, *, out: np.ndarray | None = None
+) -> ArrayT:
     r"""The vector-Jacobian product of log_softmax: ``grad - exp(logp) * sum(grad)``.
 
     Given ``grad = dL/dlogp`` and the forward output ``logp = log_softmax(x)``,
-    returns ``dL/dx``.
+    returns ``dL/dx``; ``out`` as in :func:`softmax_backward`.
 
     Notes
     -----
@@ -157,13 +173,16 @@ def log_softmax_backward(grad: ArrayT, logp: ArrayT, /, axis: Axis = -1) -> Arra
     >>> log_softmax_backward(np.array([1.0, 0.0]), logp)
     array([ 0.5, -0.5])
     """
-    xp, g, logp, axes, out = _pair(grad, logp, "logp", axis)
+    xp, g, logp, axes, out_dtype = _pair(grad, logp, "logp", axis)
+    if out is not None:
+        out = check_out(out, g, tuple(g.shape), out_dtype, x_name="grad")
     backend = _backends.select(logp)
     if backend is not None:
-        dx = backend.log_softmax_backward(g, logp, axes, out)
+        dx = _backends.call(backend.log_softmax_backward, g, logp, axes, out_dtype, out=out)
         if dx is not None:
             return dx
-    return as_result(cast(xp, fused(_log_softmax_backward_core, g, logp, axes=axes), out))
+    dx = fused(_log_softmax_backward_core, g, logp, axes=axes)
+    return write_out(out, as_result(cast(xp, dx, out_dtype)))
 
 
 def _log_softmax_backward_core(g: Array, logp: Array, *, axes: tuple[int, ...]) -> Array:

@@ -33,6 +33,7 @@ from ._backend import (
     _broadcast_shape,
     as_array,
     as_result,
+    check_out,
     compute_dtype,
     is_concrete,
     is_numpy,
@@ -40,6 +41,7 @@ from ._backend import (
     namespace,
     numpy_quiet,
     to_numpy,
+    write_out,
 )
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._options import (
@@ -497,12 +499,20 @@ def cross_entropy_grad(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     softcap: float | None = None,
+    grad_out: np.ndarray | None = None,
 ) -> tuple[ArrayT, ArrayT]:
     """``(loss, dlogits)``: :func:`cross_entropy` and its gradient in one pass.
 
-    Takes exactly the arguments of :func:`cross_entropy` and returns the same
-    ``loss``; ``dlogits`` has the shape and dtype of ``logits`` and is the
-    gradient of ``loss`` (for ``reduction="none"``, of ``loss.sum()``).
+    Takes the arguments of :func:`cross_entropy` and returns the same ``loss``;
+    ``dlogits`` has the shape of ``logits`` and its dtype (float16 and bfloat16
+    kept, integers promoted) and is the gradient of ``loss`` (for
+    ``reduction="none"``, of ``loss.sum()``).
+
+    ``grad_out``, for NumPy input, is an array of exactly ``dlogits``' shape and
+    dtype that receives the gradient and is returned as ``dlogits``, as ``out=``
+    of :func:`softmax`: C-contiguous or not, ``logits`` itself to overwrite the
+    logits with their gradient, checked before any work, written whole or left
+    unchanged.
 
     Notes
     -----
@@ -520,6 +530,10 @@ def cross_entropy_grad(
     >>> loss, dlogits = cross_entropy_grad(np.array([[2.0, 1.0, 0.1]]), np.array([0]))
     >>> round(float(loss), 4), dlogits.round(4).tolist()
     (0.417, [[-0.341, 0.2424, 0.0986]])
+    >>> logits = np.array([[2.0, 1.0, 0.1]])
+    >>> loss, dlogits = cross_entropy_grad(logits, np.array([0]), grad_out=logits)
+    >>> dlogits is logits, logits.round(4).tolist()
+    (True, [[-0.341, 0.2424, 0.0986]])
     """
     options: dict[str, Any] = dict(
         axis=axis,
@@ -530,6 +544,11 @@ def cross_entropy_grad(
         z_loss=z_loss,
         softcap=softcap,
     )
+    if grad_out is not None:
+        x = as_array(logits, "logits")
+        shape, dtype = tuple(x.shape), compute_dtype(namespace(x), x.dtype)[1]
+        grad_out = check_out(grad_out, x, shape, dtype, name="grad_out", x_name="logits")
+        options["out"] = grad_out
     # A backend's fused kernel runs before _plan, which would build the one-hot
     # targets; it returns None for every case it does not serve.
     backend = _backends.select(logits)
@@ -538,8 +557,10 @@ def cross_entropy_grad(
         result = backend.cross_entropy(logits, target, need_grad=True, **options)
         if result is not None:
             return result
+    options.pop("out", None)
     plan = _plan(logits, target, name="logits", **options)
-    return _cross_entropy_grad_portable(plan)
+    loss, dlogits = _cross_entropy_grad_portable(plan)
+    return loss, write_out(grad_out, dlogits)
 
 
 def _cross_entropy_grad_portable(plan: _Plan) -> tuple[Array, Array]:

@@ -29,6 +29,7 @@ from ._backend import (
     as_array,
     as_result,
     cast,
+    check_out,
     compute_dtype,
     fused,
     is_concrete,
@@ -41,6 +42,7 @@ from ._backend import (
     to_numpy,
     validate_temperature,
     validate_where,
+    write_out,
 )
 from ._errors import SoftmaxkitValueError
 from ._options import check_flag
@@ -255,6 +257,7 @@ def softmax(
     *,
     temperature: float = 1.0,
     where: ArrayT | np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> ArrayT:
     r"""Probabilities along ``axis``: ``exp(x / T) / sum(exp(x / T))``.
 
@@ -272,10 +275,19 @@ def softmax(
     where : boolean array broadcastable to ``x.shape``, optional
         Entries where ``where`` is False are left out: they get probability 0
         and have no influence on the others, whatever value they hold.
+    out : numpy.ndarray, optional
+        For NumPy input: an array of exactly the result's shape and dtype
+        (C-contiguous or not, or ``x`` itself for an in-place softmax) that
+        receives the result and is returned, as with NumPy's ufuncs; it saves
+        allocating a new result each call.  Checked before any work: a wrong
+        shape or dtype, a read-only array, anything but a NumPy array, or ``out``
+        with a PyTorch or JAX ``x`` is refused, and ``out`` is left unchanged
+        then; otherwise it is written whole.  An ``out`` that overlaps ``x``
+        without being exactly ``x`` is computed aside and copied in.
 
     Returns
     -------
-    array, the shape of ``x``
+    array, the shape of ``x`` (``out`` where given)
 
     Notes
     -----
@@ -299,17 +311,27 @@ def softmax(
     array([0. , 0.5, 0.5])
     >>> softmax(np.array([3.0, 1.0, 100.0]), where=np.array([True, True, False]))
     array([0.8808, 0.1192, 0.    ])
+    >>> x = np.array([[0.0, 0.0], [0.0, np.log(3.0)]])
+    >>> softmax(x, out=x) is x  # in place
+    True
+    >>> x
+    array([[0.5 , 0.5 ],
+           [0.25, 0.75]])
     """
     prep = _prepare(x, axis, where, temperature)
     xp, x = prep.xp, prep.x
+    if out is not None:
+        out = check_out(out, x, tuple(x.shape), prep.out_dtype)
     if prep.empty:
-        return xp.astype(x, prep.out_dtype)
+        return write_out(out, xp.astype(x, prep.out_dtype))
     if prep.backend is not None:
-        out = prep.backend.softmax(x, prep.axes, prep.temperature, prep.out_dtype)
-        if out is not None:
-            return out
+        p = _backends.call(
+            prep.backend.softmax, x, prep.axes, prep.temperature, prep.out_dtype, out=out
+        )
+        if p is not None:
+            return p
     p = fused(_softmax_core, x, prep.temperature, axes=prep.axes)
-    return as_result(cast(xp, p, prep.out_dtype))
+    return write_out(out, as_result(cast(xp, p, prep.out_dtype)))
 
 
 def _softmax_core(x: Array, temperature: Any, *, axes: tuple[int, ...]) -> Array:
@@ -334,10 +356,11 @@ def log_softmax(
     *,
     temperature: float = 1.0,
     where: ArrayT | np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> ArrayT:
     r"""Log-probabilities along ``axis``: ``x / T - logsumexp(x / T)``.
 
-    Takes the same arguments as :func:`softmax`.  Computed as
+    Takes the same arguments as :func:`softmax`, ``out=`` included.  Computed as
     ``z - log(sum(exp(z)))`` with ``z = (x - max) / T``, never as
     ``log(softmax(x))``, so that probabilities far below the smallest float
     keep their exact logarithm.  The log is taken as ``log1p`` of the terms
@@ -354,17 +377,24 @@ def log_softmax(
     >>> from softmaxkit import log_softmax
     >>> log_softmax(np.array([0.0, -1000.0]))  # exp(-1000) underflows; its log does not
     array([    0., -1000.])
+    >>> logp = np.empty(2)
+    >>> log_softmax(np.array([0.0, 0.0]), out=logp) is logp
+    True
     """
     prep = _prepare(x, axis, where, temperature)
     xp, x = prep.xp, prep.x
+    if out is not None:
+        out = check_out(out, x, tuple(x.shape), prep.out_dtype)
     if prep.empty:
-        return xp.astype(x, prep.out_dtype)
+        return write_out(out, xp.astype(x, prep.out_dtype))
     if prep.backend is not None:
-        out = prep.backend.log_softmax(x, prep.axes, prep.temperature, prep.out_dtype)
-        if out is not None:
-            return out
-    out = fused(_log_softmax_core, x, prep.temperature, axes=prep.axes)
-    return as_result(cast(xp, out, prep.out_dtype))
+        logp = _backends.call(
+            prep.backend.log_softmax, x, prep.axes, prep.temperature, prep.out_dtype, out=out
+        )
+        if logp is not None:
+            return logp
+    logp = fused(_log_softmax_core, x, prep.temperature, axes=prep.axes)
+    return write_out(out, as_result(cast(xp, logp, prep.out_dtype)))
 
 
 def _log_softmax_core(x: Array, temperature: Any, *, axes: tuple[int, ...]) -> Array:
@@ -455,7 +485,7 @@ def _first_position(mask: Array) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(to_numpy(mask))[0])
 
 
-def pmf_normalize(counts: ArrayT, /, axis: Axis = -1) -> ArrayT:
+def pmf_normalize(counts: ArrayT, /, axis: Axis = -1, *, out: np.ndarray | None = None) -> ArrayT:
     r"""Counts divided by their total along ``axis``: the frequentist PMF.
 
     ``p[k] = counts[k] / sum(counts)``: the linear cousin of :func:`softmax`,
@@ -467,6 +497,10 @@ def pmf_normalize(counts: ArrayT, /, axis: Axis = -1) -> ArrayT:
         Finite, non-negative values; each slice along ``axis`` must have a
         positive total.  Integers are promoted to the default floating dtype.
     axis : int or tuple of ints, default -1
+    out : numpy.ndarray, optional
+        For NumPy input, the array that receives the result and is returned,
+        as in :func:`softmax` (``counts`` itself for a normalisation in place,
+        where its dtype is the result's).  A refused count leaves it unchanged.
 
     Raises
     ------
@@ -484,14 +518,19 @@ def pmf_normalize(counts: ArrayT, /, axis: Axis = -1) -> ArrayT:
     >>> from softmaxkit import pmf_normalize
     >>> pmf_normalize(np.array([100, 300, 600]))  # bicycles, trucks, cars in an hour
     array([0.1, 0.3, 0.6])
+    >>> p = np.empty(3)
+    >>> pmf_normalize(np.array([1, 1, 2]), out=p) is p
+    True
     """
     counts = as_array(counts, "counts")
     xp = namespace(counts)
     axes = normalize_axis(axis, counts.ndim)
-    work, out = compute_dtype(xp, counts.dtype)
+    work, out_dtype = compute_dtype(xp, counts.dtype)
+    if out is not None:
+        out = check_out(out, counts, tuple(counts.shape), out_dtype, x_name="counts")
     c = cast(xp, counts, work)
     if math.prod(c.shape) == 0:
-        return as_result(xp.astype(c, out))
+        return write_out(out, as_result(xp.astype(c, out_dtype)))
     concrete = is_concrete(c)
     # a torch tensor whose values the host cannot read (meta, under torch.compile or
     # vmap): the torch backend checks them as it can there, without the position
@@ -524,7 +563,10 @@ def pmf_normalize(counts: ArrayT, /, axis: Axis = -1) -> ArrayT:
         one = xp.asarray(1.0, dtype=work)
         c = c * xp.where(overflow, xp.asarray(2.0**-64, dtype=work), one)
         total = xp.where(overflow, xp.sum(c, axis=axes, keepdims=True), total)
-    return as_result(cast(xp, c / total, out))
+    if out is not None and out.dtype == c.dtype:
+        # straight into out, no new result (NumPy's ufuncs handle any overlap with c)
+        return np.divide(c, total, out=out)
+    return write_out(out, as_result(cast(xp, c / total, out_dtype)))
 
 
 def _elementwise(core: Any, x: Array) -> Array:

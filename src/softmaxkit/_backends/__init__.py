@@ -17,6 +17,9 @@ primitive                 arguments (validated: working dtype, masked entries ``
 ``cross_entropy``         the caller's ``logits, target`` and options, ``need_grad``
 ========================  ===============================================================
 
+The NumPy backend's primitives (not ``logsumexp``) also take ``out=``, the caller's
+array for the result (see :mod:`._numpy`); it is passed only when given.
+
 The torch backend serves ``nll_loss`` and ``binary_cross_entropy_with_logits`` the same
 way; its losses live in :mod:`._torch_losses` and ``linear_cross_entropy`` in
 :mod:`._torch_linear_ce`, beside the core operators of :mod:`._torch`.
@@ -40,7 +43,7 @@ import numpy as np
 
 from . import _numpy  # the C kernels' wrappers: no framework to import
 
-__all__ = ["select", "torch_backend"]
+__all__ = ["call", "select", "torch_backend"]
 
 _TORCH: ModuleType | None = None
 
@@ -63,3 +66,8 @@ def select(x: Any) -> ModuleType | None:
     if torch is not None and isinstance(x, torch.Tensor):
         return torch_backend()
     return None
+
+
+def call(primitive: Any, *args: Any, out: Any = None) -> Any:
+    """``primitive(*args)``, given ``out=`` only where the caller gave one (NumPy's alone takes it)."""
+    return primitive(*args) if out is None else primitive(*args, out=out)

@@ -5,6 +5,11 @@ and hands them to the kernels, which serve every layout of float32 and float64
 NumPy arrays; only the fused cross-entropy has cases of its own (2-D logits,
 class indices) and returns None outside them.  Any other working dtype (``np.longdouble``) is
 left to the portable path: every primitive returns None for it.
+
+This backend alone takes ``out=`` (a NumPy array checked by ``_backend.check_out``;
+``grad_out`` of ``cross_entropy_grad`` arrives as ``out``): the kernels write into it and
+return it.  The public functions pass it only when the caller gave one, so the other
+backends' primitives never see it.
 """
 
 from __future__ import annotations
@@ -41,26 +46,26 @@ def enabled() -> bool:
     return _kernels.enabled()
 
 
-def softmax(x: Any, axes: Any, temperature: float, out_dtype: Any) -> Any:
-    return _kernels.softmax(x, axes, temperature, out_dtype) if _served(x) else None
+def softmax(x: Any, axes: Any, temperature: float, out_dtype: Any, out: Any = None) -> Any:
+    return _kernels.softmax(x, axes, temperature, out_dtype, out) if _served(x) else None
 
 
-def log_softmax(x: Any, axes: Any, temperature: float, out_dtype: Any) -> Any:
-    return _kernels.log_softmax(x, axes, temperature, out_dtype) if _served(x) else None
+def log_softmax(x: Any, axes: Any, temperature: float, out_dtype: Any, out: Any = None) -> Any:
+    return _kernels.log_softmax(x, axes, temperature, out_dtype, out) if _served(x) else None
 
 
 def logsumexp(x: Any, axes: Any, out_dtype: Any) -> Any:
     return _kernels.logsumexp(x, axes, out_dtype) if _served(x) else None
 
 
-def softmax_backward(g: Any, p: Any, axes: Any, out_dtype: Any) -> Any:
-    return _kernels.softmax_backward(g, p, axes, out_dtype) if _served(g, p) else None
+def softmax_backward(g: Any, p: Any, axes: Any, out_dtype: Any, out: Any = None) -> Any:
+    return _kernels.softmax_backward(g, p, axes, out_dtype, out) if _served(g, p) else None
 
 
-def log_softmax_backward(g: Any, logp: Any, axes: Any, out_dtype: Any) -> Any:
+def log_softmax_backward(g: Any, logp: Any, axes: Any, out_dtype: Any, out: Any = None) -> Any:
     if not _served(g, logp):
         return None
-    return _kernels.log_softmax_backward(g, logp, axes, out_dtype)
+    return _kernels.log_softmax_backward(g, logp, axes, out_dtype, out)
 
 
 def loss_input(x: Any) -> Any:

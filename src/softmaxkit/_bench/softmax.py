@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from . import THREADS, measure, median_seconds
+from . import THREADS, measure, median_seconds, paired_medians
 
-__all__ = ["contender", "run"]
+__all__ = ["contender", "out_contenders", "run"]
 
 # (shape, axis): the shapes issue 6 names; the last one reduces a non-last axis.
 SHAPES: tuple[tuple[tuple[int, ...], int], ...] = (
@@ -100,6 +100,29 @@ def contender(name: str, shape: list[int], axis: int, repeat: int) -> dict[str, 
     return {"seconds": median_seconds(fn, repeat=repeat)}
 
 
+# softmax(x, out=...) against the copy, timed side by side in one process (the ratio
+# the issue's target is stated in): into an array of its own, and in place.
+OUT_CONTENDERS = ("softmaxkit out=", "softmaxkit out=x (in place)")
+
+
+def out_contenders(shape: list[int], axis: int, repeat: int) -> dict[str, Any]:
+    """Median seconds of ``numpy.copyto`` and of softmax with ``out=``, side by side.
+
+    The in-place call overwrites its input, so from the second call on it takes the
+    softmax of probabilities; the kernels' time does not depend on finite values.
+    """
+    import softmaxkit
+
+    x = scores(tuple(shape))
+    copied, out, inplace = np.empty_like(x), np.empty_like(x), x.copy()
+    calls = {
+        "copy": lambda: np.copyto(copied, x),
+        OUT_CONTENDERS[0]: lambda: softmaxkit.softmax(x, axis=axis, out=out),
+        OUT_CONTENDERS[1]: lambda: softmaxkit.softmax(inplace, axis=axis, out=inplace),
+    }
+    return {"seconds": paired_medians(calls, repeat=repeat)}
+
+
 def run(*, quick: bool = False, repeat: int | None = None) -> dict[str, Any]:
     shapes = QUICK_SHAPES if quick else SHAPES
     repeat = repeat or (5 if quick else 20)
@@ -121,8 +144,18 @@ def run(*, quick: bool = False, repeat: int | None = None) -> dict[str, Any]:
                 times[name] = math.nan
             else:
                 times[name] = result["seconds"]
+        paired = measure(
+            "softmaxkit._bench.softmax:out_contenders",
+            shape=list(shape),
+            axis=axis,
+            repeat=repeat,
+        )
+        if "error" in paired:
+            errors.append(f"out= on {shape}: {paired['error']}")
+            paired = {"seconds": dict.fromkeys(("copy", *OUT_CONTENDERS), math.nan)}
         label = f"{shape} axis={axis}"
         extra[label] = times
+        extra[f"{label} out="] = paired["seconds"]
         ours = times["softmaxkit"]
         for name in CONTENDERS:
             t = times[name]
@@ -135,6 +168,9 @@ def run(*, quick: bool = False, repeat: int | None = None) -> dict[str, Any]:
                     t / ours if name != "softmaxkit" else 1.0,
                 ]
             )
+        for name in OUT_CONTENDERS:
+            t = paired["seconds"][name]
+            rows.append([label, name, t * 1e3, t / paired["seconds"]["copy"], t / ours])
     notes = [
         "float32; median of repeated calls, each contender in its own process on "
         f"{THREADS} threads",
@@ -143,6 +179,9 @@ def run(*, quick: bool = False, repeat: int | None = None) -> dict[str, Any]:
         "tutorial: np.exp(x) / np.sum(np.exp(x), axis, keepdims=True); jax: jax.nn.softmax under jit",
         "softmaxkit preallocated: its compiled kernel writing into an array allocated once, as "
         "the copy does; every other row allocates its result on each call, as softmax() must",
+        "softmaxkit out=: softmax(x, out=a) into an array allocated once; out=x (in place): "
+        "softmax(x, out=x); their x copy is over a copy timed side by side in their own "
+        "process",
         "softmaxkit (torch): softmaxkit.softmax on a torch tensor (the torch backend's "
         "operators); the suite `torch` times it against torch side by side in one process",
         *errors,

@@ -255,24 +255,109 @@ def _restore(out: np.ndarray, moved: Axes | None, out_dtype: Any) -> np.ndarray:
     return out
 
 
-def _forward(x: np.ndarray, axes: Axes, temperature: float, out_dtype: Any, op: int) -> np.ndarray:
+# --- out=: the caller's array ---------------------------------------------------------------
+#
+# A kernel writes straight into the caller's `out` (checked by _backend.check_out) where
+# `out` is laid out as the kernel writes (C-contiguous, the working dtype, no axes moved)
+# and shares no memory with what the kernel reads, or is exactly one of those arrays and
+# the kernel reads each entry before it writes it.  Elsewhere the kernel writes into a
+# buffer of its own, copied into `out` once complete; either way `out` is never half
+# written, since a kernel that has started cannot fail.
+#
+# Every forward kernel (softmax, log_softmax) may overwrite its own input: a row on the
+# last axis is read (max pass) before any of it is written and each later pass reads an
+# entry before it writes it; long_softmax, which hands a row whose max is not finite
+# back to row_, leaves the +inf entries and NaN for it to find; on a non-last axis a
+# block holding a column whose max is not finite goes column by column in place
+# (block_in_place).  The backward kernels read g and y entry by entry before writing dx
+# in every layout.  The fused cross-entropy does not (it rereads a row's target logit,
+# and hands rows back to the portable path), so in place it writes into a buffer.
+
+
+def _same_memory(out: np.ndarray, a: np.ndarray) -> bool:
+    """Whether the C-contiguous ``a`` is exactly ``out``'s memory, element for element."""
+    if a is out:  # softmax(x, out=x): the cheap answer (the addresses take microseconds)
+        return True
+    return (
+        a.shape == out.shape
+        and a.dtype.itemsize == out.dtype.itemsize
+        and a.flags.c_contiguous
+        and a.__array_interface__["data"][0] == out.__array_interface__["data"][0]
+    )
+
+
+def _direct(
+    out: np.ndarray | None,
+    like: np.ndarray,
+    moved: Axes | None,
+    reads: tuple[np.ndarray | None, ...],
+    overwrite: bool,
+) -> np.ndarray | None:
+    """``out`` where the kernel may write into it directly (see above), else None.
+
+    ``like`` is the kernel's output as it would allocate it; ``reads`` are the arrays it
+    reads; ``overwrite`` says whether it may write over one of them.
+    """
+    if (
+        out is None
+        or moved is not None
+        or out.dtype != like.dtype
+        or out.shape != like.shape
+        or not out.flags.c_contiguous
+    ):
+        return None
+    for a in reads:
+        if a is not None and np.may_share_memory(out, a):
+            if not (overwrite and _same_memory(out, a)):
+                return None
+    return out
+
+
+def _deliver(
+    result: np.ndarray, moved: Axes | None, out_dtype: Any, out: np.ndarray | None
+) -> np.ndarray:
+    """The kernel's ``result`` as the caller gets it: a new array, or in ``out``."""
+    if out is None:
+        return _restore(result, moved, out_dtype)
+    if result is not out:
+        if moved is not None:
+            result = np.transpose(result, np.argsort(moved))
+        with np.errstate(over="ignore"):  # a float64 result beyond float32 is rightly inf
+            np.copyto(out, result, casting="same_kind")
+    return out
+
+
+def _forward(
+    x: np.ndarray,
+    axes: Axes,
+    temperature: float,
+    out_dtype: Any,
+    op: int,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     x, outer, n, inner, moved = _layout(x, axes)
     if op == _LOGSUMEXP:
         first = x.ndim - len(axes) if moved is not None else (axes[0] if axes else x.ndim)
         shape = tuple(1 if first <= i < first + len(axes) else k for i, k in enumerate(x.shape))
     else:
         shape = x.shape
-    out = empty(shape, x.dtype)
-    _compiled().forward(x, out, outer, n, inner, temperature, op, x.dtype == np.float64)
-    return _restore(out, moved, out_dtype)
+    result = _direct(out, x, moved, (x,), True)
+    if result is None:
+        result = empty(shape, x.dtype)
+    _compiled().forward(x, result, outer, n, inner, temperature, op, x.dtype == np.float64)
+    return _deliver(result, moved, out_dtype, out)
 
 
-def softmax(x: np.ndarray, axes: Axes, temperature: float, out_dtype: Any) -> np.ndarray:
-    return _forward(x, axes, temperature, out_dtype, _SOFTMAX)
+def softmax(
+    x: np.ndarray, axes: Axes, temperature: float, out_dtype: Any, out: np.ndarray | None = None
+) -> np.ndarray:
+    return _forward(x, axes, temperature, out_dtype, _SOFTMAX, out)
 
 
-def log_softmax(x: np.ndarray, axes: Axes, temperature: float, out_dtype: Any) -> np.ndarray:
-    return _forward(x, axes, temperature, out_dtype, _LOG_SOFTMAX)
+def log_softmax(
+    x: np.ndarray, axes: Axes, temperature: float, out_dtype: Any, out: np.ndarray | None = None
+) -> np.ndarray:
+    return _forward(x, axes, temperature, out_dtype, _LOG_SOFTMAX, out)
 
 
 def logsumexp(x: np.ndarray, axes: Axes, out_dtype: Any) -> np.ndarray:
@@ -280,20 +365,33 @@ def logsumexp(x: np.ndarray, axes: Axes, out_dtype: Any) -> np.ndarray:
     return _forward(x, axes, 1.0, out_dtype, _LOGSUMEXP)
 
 
-def _backward(g: np.ndarray, y: np.ndarray, axes: Axes, out_dtype: Any, log: bool) -> np.ndarray:
+def _backward(
+    g: np.ndarray,
+    y: np.ndarray,
+    axes: Axes,
+    out_dtype: Any,
+    log: bool,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     g, outer, n, inner, moved = _layout(g, axes)
     y = _layout(y, axes)[0]
-    dx = empty(g.shape, g.dtype)
+    dx = _direct(out, g, moved, (g, y), True)
+    if dx is None:
+        dx = empty(g.shape, g.dtype)
     _compiled().backward(g, y, dx, outer, n, inner, log, g.dtype == np.float64)
-    return _restore(dx, moved, out_dtype)
+    return _deliver(dx, moved, out_dtype, out)
 
 
-def softmax_backward(g: np.ndarray, p: np.ndarray, axes: Axes, out_dtype: Any) -> np.ndarray:
-    return _backward(g, p, axes, out_dtype, False)
+def softmax_backward(
+    g: np.ndarray, p: np.ndarray, axes: Axes, out_dtype: Any, out: np.ndarray | None = None
+) -> np.ndarray:
+    return _backward(g, p, axes, out_dtype, False, out)
 
 
-def log_softmax_backward(g: np.ndarray, logp: np.ndarray, axes: Axes, out_dtype: Any) -> np.ndarray:
-    return _backward(g, logp, axes, out_dtype, True)
+def log_softmax_backward(
+    g: np.ndarray, logp: np.ndarray, axes: Axes, out_dtype: Any, out: np.ndarray | None = None
+) -> np.ndarray:
+    return _backward(g, logp, axes, out_dtype, True, out)
 
 
 def cross_entropy_grad(
@@ -309,11 +407,13 @@ def cross_entropy_grad(
     softcap: Any,
     grad: bool = True,
     grad_scale: float = 1.0,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None] | None:
     """The fused kernel for ``_losses.cross_entropy_grad``, or None where it does not apply.
 
     With ``grad=False`` only the loss is computed (the gradient comes back as None);
-    ``grad_scale`` multiplies the gradient (an upstream gradient, in the same pass).
+    ``grad_scale`` multiplies the gradient (an upstream gradient, in the same pass);
+    ``out`` (checked) receives the gradient, which is then returned.
 
     Serves 2-D float32/float64 NumPy logits with the classes on the last axis and
     integer class indices, with or without ``weight``, ``ignore_index`` and
@@ -321,7 +421,8 @@ def cross_entropy_grad(
     path.  Runs the same argument checks as the portable path, with the same
     messages, before any work; a row whose max is not finite (``+inf``, all
     ``-inf``, NaN) sends the whole call back to the portable path, which decides
-    those cases.
+    those cases (and writes the whole of ``out`` again).  A ``weight`` of a dtype the
+    portable path refuses is left to it, so that it cannot raise after the kernel wrote.
     """
     if not (
         enabled()
@@ -330,7 +431,7 @@ def cross_entropy_grad(
         and logits.dtype in (np.float32, np.float64)
         and isinstance(target, np.ndarray)
         and target.dtype.kind in "iu"
-        and (weight is None or isinstance(weight, np.ndarray))
+        and (weight is None or (isinstance(weight, np.ndarray) and weight.dtype.kind in "biuf"))
         and softcap is None
         and not z_loss
     ):
@@ -363,7 +464,11 @@ def cross_entropy_grad(
         # torch's gradient of a NaN mean (nothing kept, or weights summing to 0) is 0
         scale = grad_scale / denominator if denominator != 0 else 0.0
     x = np.ascontiguousarray(logits)
-    dx = empty(x.shape, x.dtype) if grad else None
+    dx = None
+    if grad:
+        dx = _direct(out, x, None, (x, t, w), False)
+        if dx is None:
+            dx = empty(x.shape, x.dtype)
     rows = np.empty(n, dtype=np.float64)
     special = _compiled().cross_entropy(
         x, t, w, dx, rows, n, c, ignore, eps, sum_w, scale, work == np.float64
@@ -378,6 +483,8 @@ def cross_entropy_grad(
         loss = np.asarray(np.nan, dtype=work)
     else:
         loss = np.asarray(rows.sum() / denominator, dtype=work)
+    if out is not None and dx is not None:
+        dx = _deliver(dx, None, work, out)
     return loss, dx
 
 

@@ -392,11 +392,12 @@ static void choose_stream(void) {
                     double top;                                                              \
                     ps[k] = sumexp_##SUF(x + lo, out + lo, hi - lo, mb, t, OP_SOFTMAX, &top);\
                 } else {                                                                     \
-                    ps[k] = 0; /* the whole row is left to the caller if M is not finite */  \
-                    for (Py_ssize_t j = lo; j < hi; j++) {                                   \
-                        out[j] = 0;                                                          \
+                    /* the whole row is left to the caller if M is not finite; nothing is     \
+                       written here, so that in place (out == x) the caller still finds the  \
+                       +inf entries (and NaN, which the pieces written keep) */              \
+                    ps[k] = 0;                                                               \
+                    for (Py_ssize_t j = lo; j < hi; j++)                                     \
                         if (x[j] != x[j]) ps[k] = NAN; /* a NaN among -inf: NaN row */       \
-                    }                                                                        \
                 }                                                                            \
             }                                                                                \
             _Pragma("omp single")                                                            \
@@ -412,8 +413,12 @@ static void choose_stream(void) {
                     Py_ssize_t lo = k * SUB, hi = lo + SUB < n ? lo + SUB : n;               \
                     T f = pm[k] > -INFINITY ? (T)(exp((pm[k] - M) / (double)t) / S) : (T)0;  \
                     if (S != S) f = (T)NAN;                                                  \
-                    _Pragma("omp simd")                                                      \
-                    for (Py_ssize_t j = lo; j < hi; j++) out[j] = out[j] * f;                \
+                    if (pm[k] > -INFINITY) {                                                 \
+                        _Pragma("omp simd")                                                  \
+                        for (Py_ssize_t j = lo; j < hi; j++) out[j] = out[j] * f;            \
+                    } else { /* an all -inf piece, not written in pass 1: 0 (NaN row: NaN) */\
+                        for (Py_ssize_t j = lo; j < hi; j++) out[j] = f;                     \
+                    }                                                                        \
                 }                                                                            \
             }                                                                                \
         }                                                                                    \
@@ -505,6 +510,31 @@ static void choose_stream(void) {
                     special_##SUF(x + c, n, inner, out + c, m[c], op);                       \
     }                                                                                        \
                                                                                              \
+    /* A block computed in place (out == x): block_ decides the columns whose max is not     \
+       finite from x after it wrote the others, so a block holding such a column goes        \
+       column by column, the finite ones as blocks of one (the same arithmetic per           \
+       column), the others by special_, which reads each entry before writing it. */         \
+    INLINE void block_in_place_##SUF(T *x, Py_ssize_t n, Py_ssize_t inner, int w, T t,       \
+                                     int op) {                                               \
+        T m[BLOCK];                                                                          \
+        int special = 0;                                                                     \
+        for (int c = 0; c < w; c++) m[c] = -INFINITY;                                        \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                 \
+            const T *xj = x + j * inner;                                                     \
+            for (int c = 0; c < w; c++) m[c] = xj[c] > m[c] ? xj[c] : m[c];                  \
+        }                                                                                    \
+        for (int c = 0; c < w; c++) special |= !(m[c] > -INFINITY && m[c] < INFINITY);       \
+        if (!special) {                                                                      \
+            block_##SUF(x, x, n, inner, w, t, op);                                           \
+            return;                                                                          \
+        }                                                                                    \
+        for (int c = 0; c < w; c++)                                                          \
+            if (m[c] > -INFINITY && m[c] < INFINITY)                                         \
+                block_##SUF(x + c, x + c, n, inner, 1, t, op);                               \
+            else                                                                             \
+                special_##SUF(x + c, n, inner, x + c, m[c], op);                             \
+    }                                                                                        \
+                                                                                             \
     /* Short rows (n <= SHORT): BLOCK rows at a time are transposed into a small (n, BLOCK)  \
        tile, so that the vector lanes run across rows instead of along a few entries. */     \
     INLINE void short_forward_##SUF(const T *x, T *out, Py_ssize_t rows, Py_ssize_t n, T t,  \
@@ -546,8 +576,10 @@ static void choose_stream(void) {
             return;                                                                          \
         }                                                                                    \
         if (inner == 1) {                                                                    \
-            /* outputs larger than the caches are streamed to memory from a scratch row */   \
-            int stream = op != OP_LOGSUMEXP && n <= SCRATCH_MAX &&                            \
+            /* outputs larger than the caches are streamed to memory from a scratch row;     \
+               not in place (out == x), where the row is in cache from its max pass and       \
+               written back once anyway: streaming it would only evict it early */          \
+            int stream = op != OP_LOGSUMEXP && n <= SCRATCH_MAX && (const T *)out != x &&     \
                          outer * n * (Py_ssize_t)sizeof(T) >= STREAM_MIN;                    \
             _Pragma("omp parallel if(parallel) num_threads(max_threads())")                                             \
             {                                                                                \
@@ -564,8 +596,11 @@ static void choose_stream(void) {
         for (Py_ssize_t ib = 0; ib < outer * blocks; ib++) {                                 \
             Py_ssize_t i = ib / blocks, c0 = (ib % blocks) * BLOCK;                          \
             int w = (int)(inner - c0 < BLOCK ? inner - c0 : BLOCK);                          \
-            block_##SUF(x + i * n * inner + c0, out + i * out_n * inner + c0, n, inner, w,   \
-                        t, op);                                                              \
+            if (x == (const T *)out && op != OP_LOGSUMEXP)                                   \
+                block_in_place_##SUF(out + i * n * inner + c0, n, inner, w, t, op);          \
+            else                                                                             \
+                block_##SUF(x + i * n * inner + c0, out + i * out_n * inner + c0, n, inner, w,\
+                            t, op);                                                          \
         }                                                                                    \
     }                                                                                        \
                                                                                              \
