@@ -25,7 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings") is None:
+    if (
+        importlib.util.find_spec("mkdocs") is None
+        or importlib.util.find_spec("mkdocstrings") is None
+    ):
         pytest.skip("the `docs` extra is not installed (make setup installs it): site not built")
     env = {**os.environ, "MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
@@ -112,5 +115,7 @@ def test_browser_shows_title_navigation_and_softmax_signature(site: Path, tmp_pa
     assert "softmaxkit" in reference.title
     assert "softmaxkit.nn" in reference.nav
     text = re.sub(r"\s+", " ", "".join(reference.text))
-    signature = re.search(r"softmax\( ?x\b[^)]*?/,[^)]*?axis[^)]*?temperature[^)]*?where[^)]*\)", text)
+    signature = re.search(
+        r"softmax\( ?x\b[^)]*?/,[^)]*?axis[^)]*?temperature[^)]*?where[^)]*\)", text
+    )
     assert signature, "the signature of softmax is not on its reference page"
