@@ -8,14 +8,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest bench clean
+.PHONY: setup demo test lint typecheck pytest bench docs browser clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml setup.py src/softmaxkit/_kernels/_ckernels.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[all,dev,docs]'
 	touch $(STAMP)
 
 # The main job: train the softmax classifier on the embedded digits, then show
@@ -35,8 +35,21 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# The site: figures drawn by the library, then the pages and the reference from the
+# docstrings, in strict mode (a broken link or a docstring that does not parse fails).
+docs: setup
+	MPLBACKEND=Agg $(BIN)/python docs/scripts/make_figures.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet
+
+# Headless Chromium for the test that looks at the built site: Debian's package, installed
+# where apt-get can (as root); elsewhere the test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) ; } \
+		|| echo "chromium not installed: tests/test_docs_site.py will skip its browser test"
+
 # SCIPY_ARRAY_API=1: scikit-learn's estimator checks then also try array-API input
-pytest: setup
+pytest: setup browser
 	SCIPY_ARRAY_API=1 $(BIN)/python -m pytest
 
 test: lint typecheck pytest
@@ -45,4 +58,4 @@ bench: setup
 	$(BIN)/softmaxkit bench
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build site .pytest_cache .mypy_cache .ruff_cache

@@ -462,8 +462,7 @@ def sampled_softmax_loss(
 
     Parameters
     ----------
-    weights, biases, labels, inputs, num_sampled, sampler, num_true, \
-sampled_values, remove_accidental_hits, subtract_log_q, rng
+    weights, biases, labels, inputs, num_sampled, sampler, num_true, sampled_values, remove_accidental_hits, subtract_log_q, rng
         As in :func:`sampled_logits`.
     reduction : {"none", "mean", "sum"}, default "none"
         "none" returns one loss per example (shape (B,)), as TensorFlow's
@@ -546,8 +545,7 @@ def nce_loss(
 
     Parameters
     ----------
-    weights, biases, labels, inputs, num_sampled, sampler, num_true, \
-sampled_values, remove_accidental_hits, subtract_log_q, rng, reduction
+    weights, biases, labels, inputs, num_sampled, sampler, num_true, sampled_values, remove_accidental_hits, subtract_log_q, rng, reduction
         As in :func:`sampled_softmax_loss`.
 
     Returns

@@ -37,9 +37,17 @@ __all__ = [
 
 PathLike = str | os.PathLike[str]
 
-#: Attributes of a digit for the multi-label demo: an image can have several.
-#: "round" means the digit is drawn with a closed loop (0, 6, 8, 9).
 DIGIT_ATTRIBUTES = ("even", "greater than 4", "prime", "round")
+"""Attributes of a digit for the multi-label demo (an image can have several), in column order.
+
+"round" means the digit is drawn with a closed loop (0, 6, 8, 9).
+
+Examples
+--------
+>>> from softmaxkit.data import DIGIT_ATTRIBUTES, digit_attributes
+>>> dict(zip(DIGIT_ATTRIBUTES, digit_attributes([8])[0].tolist()))
+{'even': 1, 'greater than 4': 1, 'prime': 0, 'round': 1}
+"""
 _ATTRIBUTE_SETS = ({0, 2, 4, 6, 8}, {5, 6, 7, 8, 9}, {2, 3, 5, 7}, {0, 6, 8, 9})
 
 
@@ -52,6 +60,13 @@ class Dataset:
     ``label_names`` names the columns of a multi-label ``y`` (empty
     otherwise); ``image_shape`` says how to draw a row of ``X`` as an image,
     or is ``None``.
+
+    Examples
+    --------
+    >>> from softmaxkit.data import load_digits
+    >>> data = load_digits()
+    >>> data.name, data.X_train.shape, data.y_test.shape, data.image_shape
+    ('digits', (1348, 64), (449,), (8, 8))
     """
 
     name: str
@@ -119,6 +134,14 @@ def split(
 
     The permutation comes from ``numpy.random.default_rng(seed)``, so the same
     seed gives the same split on every machine.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmaxkit.data import split
+    >>> data = split("toy", np.arange(20.0).reshape(10, 2), np.arange(10) % 2, test_size=0.3)
+    >>> data.X_train.shape, data.X_test.shape
+    ((7, 2), (3, 2))
     """
     _check_split_options(test_size, seed)
     if len(X) != len(y):
@@ -139,6 +162,13 @@ def load_digits(*, test_size: float = 0.25, seed: int = 0) -> Dataset:
 
     The data ship inside scikit-learn (the ``data`` extra); nothing is downloaded.
     With the defaults: 1348 training and 449 test images.
+
+    Examples
+    --------
+    >>> from softmaxkit.data import load_digits
+    >>> data = load_digits(test_size=0.5, seed=1)
+    >>> len(data.X_train), len(data.X_test), sorted(set(data.y_train.tolist())) == list(range(10))
+    (899, 898, True)
     """
     try:
         from sklearn.datasets import load_digits as sklearn_digits
@@ -280,6 +310,28 @@ def load_mnist(directory: PathLike, /) -> Dataset:
 
     The images are flattened to rows of ``height * width`` float64 pixels; the
     official train/test split is kept.
+
+    Examples
+    --------
+    Four tiny IDX files (two 2x2 training images, one test image):
+
+    >>> import os, tempfile
+    >>> from softmaxkit.data import load_mnist
+    >>> def idx(code, dims, data):
+    ...     header = bytes([0, 0, code, len(dims)])
+    ...     return header + b"".join(n.to_bytes(4, "big") for n in dims) + bytes(data)
+    >>> files = {
+    ...     "train-images-idx3-ubyte": idx(8, [2, 2, 2], range(8)),
+    ...     "train-labels-idx1-ubyte": idx(8, [2], [3, 7]),
+    ...     "t10k-images-idx3-ubyte": idx(8, [1, 2, 2], [9, 9, 9, 9]),
+    ...     "t10k-labels-idx1-ubyte": idx(8, [1], [1]),
+    ... }
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     for name, raw in files.items():
+    ...         _ = open(os.path.join(d, name), "wb").write(raw)
+    ...     data = load_mnist(d)
+    >>> data.X_train.tolist(), data.y_train.tolist(), data.image_shape
+    ([[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]], [3, 7], (2, 2))
     """
     directory = Path(directory)
     arrays = {key: load_idx(_find(directory, stem)) for key, stem in _MNIST_FILES.items()}
@@ -340,6 +392,19 @@ def load_csv(
         For a missing or empty file, text that is not in ``encoding``, rows of
         different lengths, or a feature that is not a finite number, naming
         the line.
+
+    Examples
+    --------
+    >>> import csv, os, tempfile
+    >>> from softmaxkit.data import load_csv
+    >>> rows = [["width", "height", "animal"], [1, 2, "cat"], [1, 3, "cat"], [9, 8, "dog"], [8, 9, "dog"]]
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = os.path.join(d, "animals.csv")
+    ...     with open(path, "w", newline="") as f:
+    ...         csv.writer(f).writerows(rows)
+    ...     data = load_csv(path, test_size=0.5)
+    >>> data.X_train.shape, sorted(data.y_train.tolist() + data.y_test.tolist())
+    ((2, 2), ['cat', 'cat', 'dog', 'dog'])
     """
     _check_split_options(test_size, seed)
     path = Path(path)
@@ -410,6 +475,12 @@ def load_dataset(spec: str, /, *, seed: int = 0, encoding: str = "utf-8") -> Dat
     """``"digits"``, a directory of MNIST IDX files, or a ``.csv`` file (see the module docstring).
 
     ``encoding`` is the text encoding of a CSV file (see :func:`load_csv`).
+
+    Examples
+    --------
+    >>> from softmaxkit.data import load_dataset
+    >>> load_dataset("digits").X_test.shape
+    (449, 64)
     """
     if not isinstance(spec, (str, os.PathLike)):
         raise SoftmaxkitTypeError(f"`data` must be a str or a path; got {spec!r}")

@@ -59,6 +59,15 @@ class SampledValues(NamedTuple):
         ``Q`` of each true class; None when no ``true_classes`` were given.
     sampled_expected_count : ndarray of float64, shape (num_sampled,)
         ``Q`` of each sampled class.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmaxkit.sampling import UniformSampler
+    >>> values = UniformSampler(10).sample(3, true_classes=np.array([1]), rng=0)
+    >>> values.sampled.shape, values.true_expected_count.shape, values.sampled_expected_count.shape
+    ((3,), (1,), (3,))
+    >>> sampled, true_expected_count, sampled_expected_count = values  # a tuple too
     """
 
     sampled: np.ndarray

@@ -154,6 +154,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
         dropout and the sampled head: the same seed gives exactly the same model.
         ``None`` draws fresh entropy.
 
+    Notes
+    -----
     Every setting is checked by ``fit`` (and by ``load``), scikit-learn style;
     NumPy scalars count as the Python numbers they hold (as ``GridSearchCV``
     grids hand them out), bools do not count as numbers.  The fitted model

@@ -33,7 +33,28 @@ def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
 
 
 class Layer:
-    """The protocol every layer follows (see the module docstring)."""
+    """The protocol every layer follows (see the module docstring).
+
+    A layer of its own subclasses ``Layer`` and defines ``forward`` and
+    ``backward``; :class:`Sequential` and the optimizers then take it like
+    the built-in ones.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmaxkit.nn import Layer
+    >>> class Square(Layer):
+    ...     def forward(self, x):
+    ...         self.x = x
+    ...         return x**2
+    ...     def backward(self, dL_dy):
+    ...         return dL_dy * 2 * self.x  # dy/dx = 2x
+    >>> layer = Square()
+    >>> layer.forward(np.array([[1.0, -3.0]]))
+    array([[1., 9.]])
+    >>> layer.backward(np.ones((1, 2)))
+    array([[ 2., -6.]])
+    """
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
