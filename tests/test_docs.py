@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,8 +81,13 @@ def test_public_name_has_a_docstring_with_an_example(module_name: str, name: str
     obj = getattr(module, name)
     if inspect.isclass(obj) or inspect.isroutine(obj):
         doc = inspect.getdoc(obj)
-    else:
-        doc = _attribute_docstrings(module).get(name)
+    else:  # a constant, documented where it is defined (a public module may re-export it)
+        homes = [module] + [
+            m
+            for key, m in sys.modules.items()
+            if key.startswith("softmaxkit._") and getattr(m, name, None) is obj
+        ]
+        doc = next((d for m in homes if (d := _attribute_docstrings(m).get(name))), None)
     assert doc and doc.strip(), f"{module_name}.{name} has no docstring"
     summary = doc.strip().splitlines()[0]
     assert len(summary) > 10, f"{module_name}.{name}: the summary line says too little: {summary!r}"

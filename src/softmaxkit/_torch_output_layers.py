@@ -151,7 +151,21 @@ class HierarchicalSoftmax(nn.Module):
 
 
 class AdaptiveSoftmaxOutput(NamedTuple):
-    """What :meth:`AdaptiveSoftmax.forward` returns, as PyTorch's ``_ASMoutput``."""
+    """What :meth:`AdaptiveSoftmax.forward` returns, as PyTorch's ``_ASMoutput``.
+
+    ``output`` holds each row's ``log p(target)`` (0 on ignored rows), ``loss`` the
+    reduced loss.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from softmaxkit.torch import AdaptiveSoftmax
+    >>> _ = torch.manual_seed(0)
+    >>> asm = AdaptiveSoftmax(16, 100, cutoffs=[10, 50])
+    >>> result = asm(torch.randn(4, 16), torch.tensor([1, 20, 60, 99]))
+    >>> result.output.shape, result.loss.shape
+    (torch.Size([4]), torch.Size([]))
+    """
 
     output: torch.Tensor  # log p(target) per row (0 on ignored rows)
     loss: torch.Tensor

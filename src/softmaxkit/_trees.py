@@ -42,6 +42,13 @@ class Tree(NamedTuple):
         probability ``sigmoid(z)``, 1 for ``sigmoid(-z)`` (word2vec's convention).
     depths : ndarray of int64, shape (V,)
         The length of each path (0 for the only class of a one-class tree).
+
+    Examples
+    --------
+    >>> from softmaxkit.sampling import huffman_tree
+    >>> tree = huffman_tree([5, 1, 1, 1])    # class 0 is the frequent one
+    >>> tree.num_nodes, tree.depths.tolist()
+    (3, [1, 2, 3, 3])
     """
 
     num_classes: int

@@ -35,34 +35,111 @@ __all__ = [
     "Seed",
 ]
 
-#: A NumPy, PyTorch or JAX array; a function typed ``(x: ArrayT) -> ArrayT`` returns an
-#: array of the library it was given (a 0-d one for a reduced loss).
 ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor", "jax.Array")
+"""A NumPy, PyTorch or JAX array; a function typed ``(x: ArrayT) -> ArrayT`` returns an array
+of the library it was given (a 0-d one for a reduced loss).
 
-#: ``reduction`` of every loss: per-example values, their (weighted) mean, or their sum.
+Examples
+--------
+>>> ArrayT.__constraints__[0].__name__
+'ndarray'
+"""
+
 Reduction = Literal["none", "mean", "sum"]
-#: ``norm`` of :func:`softmaxkit.expected_calibration_error`.
+"""``reduction`` of every loss: per-example values, their (weighted) mean, or their sum.
+
+Examples
+--------
+>>> from typing import get_args
+>>> get_args(Reduction)
+('none', 'mean', 'sum')
+"""
 Norm = Literal["l1", "l2", "max"]
-#: ``init`` of :class:`softmaxkit.nn.Dense`: He normal or Glorot uniform.
+"""``norm`` of :func:`softmaxkit.expected_calibration_error`.
+
+Examples
+--------
+>>> from typing import get_args
+>>> get_args(Norm)
+('l1', 'l2', 'max')
+"""
 Init = Literal["he", "glorot"]
-#: ``head`` of :class:`softmaxkit.Classifier`: the output layer and its loss.
+"""``init`` of :class:`softmaxkit.nn.Dense`: He normal or Glorot uniform.
+
+Examples
+--------
+>>> from typing import get_args
+>>> get_args(Init)
+('he', 'glorot')
+"""
 Head = Literal["softmax", "logistic", "sampled", "sparsemax"]
-#: ``optimizer`` of :class:`softmaxkit.Classifier`.
+"""``head`` of :class:`softmaxkit.Classifier`: the output layer and its loss.
+
+Examples
+--------
+>>> from typing import get_args
+>>> get_args(Head)
+('softmax', 'logistic', 'sampled', 'sparsemax')
+"""
 Optimizer = Literal["adam", "sgd"]
-#: ``lr_schedule`` of :class:`softmaxkit.Classifier`.
+"""``optimizer`` of :class:`softmaxkit.Classifier`.
+
+Examples
+--------
+>>> from typing import get_args
+>>> get_args(Optimizer)
+('adam', 'sgd')
+"""
 Schedule = Literal["constant", "cosine"]
-#: The value that asks :class:`softmaxkit.Classifier` to choose a setting itself.
+"""``lr_schedule`` of :class:`softmaxkit.Classifier`.
+
+Examples
+--------
+>>> from typing import get_args
+>>> get_args(Schedule)
+('constant', 'cosine')
+"""
 Auto = Literal["auto"]
-#: ``class_weight`` of :class:`softmaxkit.Classifier`: none, balanced, or label -> weight.
+"""The value that asks :class:`softmaxkit.Classifier` to choose a setting itself.
+
+Examples
+--------
+>>> from typing import get_args
+>>> get_args(Auto)
+('auto',)
+"""
 ClassWeight = Literal["balanced"] | dict[Any, float] | None
-#: ``rng`` of the samplers and the sampled losses: a Generator, an int seed, or None for fresh
-#: entropy.
+"""``class_weight`` of :class:`softmaxkit.Classifier`: none, balanced, or label -> weight.
+
+Examples
+--------
+>>> from typing import get_args
+>>> get_args(get_args(ClassWeight)[0])
+('balanced',)
+"""
 Seed = np.random.Generator | int | None
+"""``rng`` of the samplers and the sampled losses: a Generator, an int seed, or None for fresh
+entropy.
+
+Examples
+--------
+>>> from typing import get_args
+>>> np.random.Generator in get_args(Seed)
+True
+"""
 
 
 class Sampler(Protocol):
     """What the sampled losses take as ``sampler``: the samplers of :mod:`softmaxkit.sampling`,
-    or any object with their ``num_classes`` and ``sample``."""
+    or any object with their ``num_classes`` and ``sample``.
+
+    Examples
+    --------
+    >>> from softmaxkit.sampling import LogUniformSampler
+    >>> sampler: Sampler = LogUniformSampler(1000)
+    >>> sampler.num_classes
+    1000
+    """
 
     @property
     def num_classes(self) -> int: ...
