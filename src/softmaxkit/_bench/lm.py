@@ -367,9 +367,6 @@ def run(
     vocab = list(vocab or (QUICK["vocab"] if quick else VOCAB))  # type: ignore[call-overload]
     eval_tokens = int(QUICK["eval_tokens"] if quick else EVAL_TOKENS)  # type: ignore[call-overload]
     eval_points = int(QUICK["eval_points"] if quick else EVAL_POINTS)  # type: ignore[call-overload]
-    info = machine()
-    echo(format_machine(info))
-
     skipped = 0
     stdlib = texts is None
     if texts is None:
@@ -378,7 +375,9 @@ def run(
     else:
         source = ", ".join(name for name, _ in texts)
     # The standard library has empty __init__.py files; an empty --text file is an error.
-    corpus = build_corpus(texts, skip_empty=stdlib)
+    corpus = build_corpus(texts, skip_empty=stdlib)  # its errors come before any other work
+    info = machine()
+    echo(format_machine(info))
     echo(
         f"corpus: {source}: {corpus.files} files, {corpus.tokens} words, {len(corpus.words)} "
         f"distinct; every {HELD_OUT_EVERY}th block of {BLOCK} words held out "
