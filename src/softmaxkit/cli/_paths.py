@@ -26,6 +26,7 @@ __all__ = [
     "non_negative_int",
     "positive_int",
     "prepare_output_dir",
+    "read_text",
 ]
 
 
@@ -158,3 +159,27 @@ def load_npy(path: str, option: str) -> Any:
             f"`{option}` must be a NumPy .npy file; reading {path!r}: {exc}"
         ) from None
     return array
+
+
+def read_text(path: str, option: str) -> str:
+    """The UTF-8 text of the file ``path``, or one line saying why it cannot be read or is empty."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise CommandError(f"`{option}` file {path!r} does not exist") from None
+    except IsADirectoryError:
+        raise CommandError(f"`{option}` must be a text file; {path!r} is a directory") from None
+    except OSError as exc:
+        raise CommandError(
+            f"`{option}` file {path!r} cannot be read ({exc.strerror or exc})"
+        ) from None
+    if not data.strip():
+        raise CommandError(f"`{option}` file {path!r} is empty")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CommandError(
+            f"`{option}` must be UTF-8 text; {path!r} holds byte {data[exc.start]:#04x} at "
+            f"offset {exc.start}"
+        ) from None
