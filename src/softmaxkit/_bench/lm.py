@@ -266,7 +266,6 @@ def _table(vocab: dict[str, Any]) -> dict[str, Any]:
             ]
         )
     notes = [f"{name}: {r['error']}" for name, r in results.items() if "error" in r]
-    notes += [f"{name}: not run ({why})" for name, why in vocab["missing"].items()]
     return {
         "suite": "lm",
         "title": (
@@ -354,10 +353,10 @@ def run(
     seed: int = 0,
     echo: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
-    """Train every available method at every vocabulary size; print, and write :data:`FILES` into ``out``."""
+    """Train every method at every vocabulary size; print, and write :data:`FILES` into ``out``."""
     from .._atomic import atomic_write_text
     from . import format_machine, write_json
-    from .lm_methods import METHODS, missing
+    from .lm_methods import METHODS
 
     if steps is None and seconds is None:
         if quick:
@@ -383,8 +382,7 @@ def run(
         f"distinct; every {HELD_OUT_EVERY}th block of {BLOCK} words held out "
         f"({int(corpus.held_out.sum())} words)"
     )
-    absent = missing()
-    methods = [m for m in METHODS if m not in absent]
+    methods = list(METHODS)
     budget = f"{steps} steps" if steps is not None else f"{seconds:g} s of training"
     runs = []
     with tempfile.TemporaryDirectory(prefix="softmaxkit-lm-") as tmp:
@@ -413,7 +411,6 @@ def run(
                 "unknown_class": ex.unknown_class,
                 "unknown_rate": ex.unknown_rate,
                 "results": results,
-                "missing": absent,
             }
             entry["table"] = _table(entry)
             runs.append(entry)
@@ -466,7 +463,6 @@ def run(
             "threads": THREADS,
         },
         "methods": methods,
-        "missing": absent,
         "runs": runs,
         "notes": notes,
     }

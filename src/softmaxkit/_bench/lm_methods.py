@@ -11,15 +11,11 @@ Every adapter is a ``torch.nn.Module`` over ``hidden`` features and
   cross-entropy, sampled softmax and NCE; ``log_prob`` of the hierarchical and
   adaptive softmax modules.
 
-:data:`METHODS` maps each name to its class, in the order of the tables;
-:func:`missing` says which of them cannot be built here (the hierarchical and
-adaptive softmax need ``softmaxkit.torch.HierarchicalSoftmax`` and
-``AdaptiveSoftmax``).
+:data:`METHODS` maps each name to its class, in the order of the tables.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Any, ClassVar
 
@@ -30,22 +26,12 @@ from torch import nn
 
 import softmaxkit
 import softmaxkit.torch as sk_torch
-from softmaxkit.sampling import LogUniformSampler, UnigramSampler
+from softmaxkit.sampling import LogUniformSampler, UnigramSampler, huffman_tree
 
-__all__ = ["METHODS", "Method", "adaptive_cutoffs", "missing", "num_sampled"]
+__all__ = ["METHODS", "Method", "adaptive_cutoffs", "num_sampled"]
 
 NUM_SAMPLED = 1024
 UNIGRAM_DISTORTION = 1.0  # the sampler draws classes as often as the training text has them
-
-
-def _late(need: tuple[str, str]) -> Any:
-    """``module.name``, looked up when a layer is built, so that this module imports without it.
-
-    The hierarchical and adaptive softmax are newer than this benchmark's other
-    layers; :func:`missing` reports the methods whose names are not there.
-    """
-    module, name = need
-    return getattr(importlib.import_module(module), name)
 
 
 def num_sampled(num_classes: int) -> int:
@@ -81,7 +67,6 @@ class Method(nn.Module):
     """An output layer under test (see the module)."""
 
     name: ClassVar[str]
-    needs: ClassVar[tuple[tuple[str, str], ...]] = ()  # (module, name) pairs it is built on
 
     def __init__(self, hidden: int, num_classes: int, counts: np.ndarray, seed: int) -> None:
         super().__init__()
@@ -214,12 +199,13 @@ class NCE(_Dense):
 
 class Hierarchical(Method):
     name = "hierarchical (Huffman)"
-    needs = (("softmaxkit.torch", "HierarchicalSoftmax"), ("softmaxkit.sampling", "huffman_tree"))
 
     def __init__(self, hidden: int, num_classes: int, counts: np.ndarray, seed: int) -> None:
         super().__init__(hidden, num_classes, counts, seed)
         self.counts = np.maximum(counts, 1)
-        self.layer = _late(self.needs[0])(num_classes, hidden, counts=self.counts, sparse=True)
+        self.layer = sk_torch.HierarchicalSoftmax(
+            num_classes, hidden, counts=self.counts, sparse=True
+        )
 
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.layer(h, y)
@@ -228,7 +214,7 @@ class Hierarchical(Method):
         return self.layer.log_prob(h)
 
     def settings(self) -> dict[str, Any]:
-        depths = np.asarray(_late(self.needs[1])(self.counts).depths, dtype=np.float64)
+        depths = np.asarray(huffman_tree(self.counts).depths, dtype=np.float64)
         return {
             "mean_depth_per_word": float(np.average(depths, weights=self.counts)),
             "max_depth": int(depths.max()),
@@ -237,13 +223,12 @@ class Hierarchical(Method):
 
 class Adaptive(Method):
     name = "adaptive"
-    needs = (("softmaxkit.torch", "AdaptiveSoftmax"),)
     div_value = 4.0
 
     def __init__(self, hidden: int, num_classes: int, counts: np.ndarray, seed: int) -> None:
         super().__init__(hidden, num_classes, counts, seed)
         self.cutoffs = adaptive_cutoffs(num_classes)
-        self.layer = _late(self.needs[0])(
+        self.layer = sk_torch.AdaptiveSoftmax(
             hidden, num_classes, self.cutoffs, div_value=self.div_value
         )
 
@@ -269,13 +254,3 @@ METHODS: dict[str, type[Method]] = {
         Adaptive,
     )
 }
-
-
-def missing() -> dict[str, str]:
-    """``{method: why}`` for the methods this installation cannot build."""
-    out = {}
-    for name, cls in METHODS.items():
-        absent = [f"{m}.{n}" for m, n in cls.needs if not hasattr(importlib.import_module(m), n)]
-        if absent:
-            out[name] = f"needs {', '.join(absent)}, which this softmaxkit lacks"
-    return out
