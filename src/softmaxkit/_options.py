@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from ._backend import to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._typing import Reduction
 
@@ -132,3 +133,42 @@ def check_indices(y: np.ndarray, n_classes: int, ignore_index: int, name: str = 
             f"`{name}` must be in [0, {n_classes}) or {ignore_index}; position {pos} holds "
             f"{y[pos].item()}"
         )
+
+
+def check_counts(counts: Any) -> np.ndarray:
+    """``counts`` (one per class) as a 1-d float64 NumPy array of finite values >= 0.
+
+    Python ints beyond int64 (2**70) make an object array; counts are used as
+    float64 anyway, which holds them up to about 1.8e308.
+    """
+    if isinstance(counts, list | tuple):
+        c = np.asarray(counts)
+    else:
+        c = np.asarray(to_numpy(counts))
+    if c.ndim != 1 or c.size == 0:
+        raise SoftmaxkitValueError(
+            f"`counts` must be a non-empty 1-d array, one count per class; got shape "
+            f"{tuple(c.shape)}"
+        )
+    if c.dtype == object and all(
+        isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+        for v in c.tolist()
+    ):
+        try:
+            c = np.array([float(v) for v in c.tolist()], dtype=np.float64)
+        except OverflowError:
+            raise SoftmaxkitValueError(
+                "`counts` must each fit in float64 (up to about 1.8e308); got a larger int"
+            ) from None
+    if c.dtype.kind not in "biuf":
+        raise SoftmaxkitTypeError(
+            f"`counts` must be an array of real numbers (each within float64); got dtype {c.dtype}"
+        )
+    c = c.astype(np.float64)
+    bad = ~np.isfinite(c) | (c < 0)
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise SoftmaxkitValueError(
+            f"`counts` must be finite and non-negative; position {pos} holds {c[pos].item()!r}"
+        )
+    return c

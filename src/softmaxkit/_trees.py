@@ -14,9 +14,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._backend import to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
-from ._options import check_count
+from ._options import check_count, check_counts
 
 __all__ = ["Tree", "balanced_tree", "huffman_tree"]
 
@@ -69,24 +68,6 @@ class Tree(NamedTuple):
         )
 
 
-def _counts(counts: Any) -> np.ndarray:
-    c = to_numpy(counts) if not isinstance(counts, (list, tuple)) else np.asarray(counts)
-    if c.dtype.kind not in "biuf":
-        raise SoftmaxkitTypeError(f"`counts` must hold real numbers; got dtype {c.dtype}")
-    if c.ndim != 1 or c.size == 0:
-        raise SoftmaxkitValueError(
-            f"`counts` must be a non-empty 1-d array, one count per class; got shape {c.shape}"
-        )
-    c = c.astype(np.float64)
-    bad = ~np.isfinite(c) | (c < 0)
-    if bad.any():
-        pos = int(np.flatnonzero(bad)[0])
-        raise SoftmaxkitValueError(
-            f"`counts` must be finite and non-negative; position {pos} holds {c[pos].item()!r}"
-        )
-    return c
-
-
 def huffman_tree(counts: Any, /) -> Tree:
     """word2vec's Huffman tree over the classes: frequent classes get short codes.
 
@@ -128,7 +109,7 @@ def huffman_tree(counts: Any, /) -> Tree:
     >>> tree.paths[0].tolist(), tree.codes[0].tolist()
     ([2, -1, -1], [1, 0, 0])
     """
-    c = _counts(counts)
+    c = check_counts(counts)
     return _build(c)
 
 

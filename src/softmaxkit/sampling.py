@@ -31,7 +31,7 @@ from ._backend import to_numpy
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._frequency import FrequencyEstimator
 from ._options import check_count as _count
-from ._options import check_flag
+from ._options import check_counts, check_flag
 from ._softmax import softmax
 from ._trees import Tree, balanced_tree, huffman_tree
 from ._typing import Seed
@@ -85,13 +85,6 @@ def as_generator(rng: Any) -> np.random.Generator:
         return np.random.default_rng(int(rng))
     raise SoftmaxkitTypeError(
         f"`rng` must be a numpy.random.Generator, an int seed or None; got {type(rng).__name__}"
-    )
-
-
-def _plain_real(value: Any) -> bool:
-    """Whether ``value`` is a Python or NumPy real number (not a bool, not a string)."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
     )
 
 
@@ -423,32 +416,7 @@ class UnigramSampler(_Sampler):
     """
 
     def __init__(self, counts: Any, /, *, distortion: float = 1.0) -> None:
-        c = np.asarray(to_numpy(counts) if not isinstance(counts, (list, tuple)) else counts)
-        if c.ndim != 1 or c.size == 0:
-            raise SoftmaxkitValueError(
-                f"`counts` must be a non-empty 1-d array; got shape {tuple(c.shape)}"
-            )
-        if c.dtype == object and c.ndim == 1 and all(_plain_real(v) for v in c.tolist()):
-            # Python ints beyond int64 (2**70) make an object array: counts are used as
-            # float64 anyway, which holds them up to about 1.8e308
-            try:
-                c = np.array([float(v) for v in c.tolist()], dtype=np.float64)
-            except OverflowError:
-                raise SoftmaxkitValueError(
-                    "`counts` must each fit in float64 (up to about 1.8e308); got a larger int"
-                ) from None
-        if c.dtype.kind not in "biuf":
-            raise SoftmaxkitTypeError(
-                f"`counts` must be an array of real numbers (each within float64); "
-                f"got dtype {c.dtype}"
-            )
-        c = c.astype(np.float64)
-        bad = ~np.isfinite(c) | (c < 0)
-        if bad.any():
-            pos = int(np.flatnonzero(bad)[0])
-            raise SoftmaxkitValueError(
-                f"`counts` must be finite and non-negative; position {pos} holds {c[pos].item()!r}"
-            )
+        c = check_counts(counts)
         positive = c > 0
         if not positive.any():
             raise SoftmaxkitValueError("`counts` must not be all zero; no class could be drawn")
