@@ -20,8 +20,10 @@ from ._backend import (
     cast,
     compute_dtype,
     fused,
+    is_eager_jax,
     namespace,
     normalize_axis,
+    whole_jit,
 )
 from ._errors import SoftmaxkitValueError
 
@@ -118,6 +120,8 @@ def softmax_backward(grad: Array, p: Array, /, axis: Axis = -1) -> Array:
     >>> bool(np.allclose(softmax_backward(g, p), g @ softmax_jacobian(p)))
     True
     """
+    if is_eager_jax(grad) and is_eager_jax(p) and grad.shape == p.shape:
+        return whole_jit(softmax_backward, (grad, p), {}, {"axis": normalize_axis(axis, p.ndim)})
     xp, g, p, axes, out = _pair(grad, p, "p", axis)
     backend = _backends.select(p)
     if backend is not None:
@@ -156,6 +160,9 @@ def log_softmax_backward(grad: Array, logp: Array, /, axis: Axis = -1) -> Array:
     >>> log_softmax_backward(np.array([1.0, 0.0]), logp)
     array([ 0.5, -0.5])
     """
+    if is_eager_jax(grad) and is_eager_jax(logp) and grad.shape == logp.shape:
+        axes = normalize_axis(axis, logp.ndim)
+        return whole_jit(log_softmax_backward, (grad, logp), {}, {"axis": axes})
     xp, g, logp, axes, out = _pair(grad, logp, "logp", axis)
     backend = _backends.select(logp)
     if backend is not None:

@@ -32,6 +32,7 @@ from ._backend import (
     compute_dtype,
     fused,
     is_concrete,
+    is_eager_jax,
     is_jax,
     is_torch,
     namespace,
@@ -41,6 +42,7 @@ from ._backend import (
     to_numpy,
     validate_temperature,
     validate_where,
+    whole_jit,
 )
 from ._errors import SoftmaxkitValueError
 from ._options import check_flag
@@ -111,6 +113,17 @@ def _prepare(x: Array, axis: Axis, where: Any, temperature: Any = 1.0) -> _Prepa
 
 # The normal numbers of float32 and float64 whose reciprocals are normal too
 _TINY = {32: float(np.finfo(np.float32).smallest_normal), 64: float(np.finfo(np.float64).tiny)}
+
+
+def _eager(fn: Any, x: Array, axis: Axis, where: Any, **static: Any) -> Array:
+    """``fn(x, axis, where=where, **static)`` on an eager JAX array, as one computation.
+
+    The arguments that must be hashable (``axis``) or host values (``where`` becomes an
+    array, ``temperature`` a float) are checked here; :func:`whole_jit` does the rest.
+    """
+    mask = validate_where(where, x, namespace(x))
+    axes = normalize_axis(axis, x.ndim)
+    return whole_jit(fn, (x,), {"where": mask}, {"axis": axes, **static})
 
 
 def _fit_temperature(xp: ModuleType, x: Array, t: float) -> tuple[Array, float]:
@@ -292,6 +305,8 @@ def softmax(x: Array, /, axis: Axis = -1, *, temperature: float = 1.0, where: An
     >>> softmax(np.array([3.0, 1.0, 100.0]), where=np.array([True, True, False]))
     array([0.8808, 0.1192, 0.    ])
     """
+    if is_eager_jax(x):
+        return _eager(softmax, x, axis, where, temperature=validate_temperature(temperature))
     prep = _prepare(x, axis, where, temperature)
     xp, x = prep.xp, prep.x
     if prep.empty:
@@ -342,6 +357,8 @@ def log_softmax(
     >>> log_softmax(np.array([0.0, -1000.0]))  # exp(-1000) underflows; its log does not
     array([    0., -1000.])
     """
+    if is_eager_jax(x):
+        return _eager(log_softmax, x, axis, where, temperature=validate_temperature(temperature))
     prep = _prepare(x, axis, where, temperature)
     xp, x = prep.xp, prep.x
     if prep.empty:
@@ -402,6 +419,8 @@ def logsumexp(x: Array, /, axis: Axis = -1, *, keepdims: bool = False, where: An
     array(-inf)
     """
     keepdims = check_flag(keepdims, "keepdims")
+    if is_eager_jax(x):
+        return _eager(logsumexp, x, axis, where, keepdims=keepdims)
     prep = _prepare(x, axis, where)
     xp, x = prep.xp, prep.x
     if prep.empty:

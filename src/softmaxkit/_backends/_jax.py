@@ -95,9 +95,10 @@ def serves(x: Any) -> bool:
 
 
 def _served(*arrays: Any) -> bool:
-    return all(a.dtype in (jnp.float32, jnp.float64) for a in arrays) and len(
-        {a.dtype for a in arrays}
-    ) == 1
+    return (
+        all(a.dtype in (jnp.float32, jnp.float64) for a in arrays)
+        and len({a.dtype for a in arrays}) == 1
+    )
 
 
 def loss_input(x: Any) -> Any:

@@ -103,6 +103,7 @@ def jax_kernels() -> ModuleType | None:
             _JAX.set_num_threads(_C.num_threads())
     return _JAX
 
+
 _on = _C is not None and os.environ.get("SOFTMAXKIT_KERNELS", "1") != "0"
 
 
