@@ -56,6 +56,10 @@ NAME = "jax"
 _SOFTMAX, _LOG_SOFTMAX, _LOGSUMEXP = 0, 1, 2
 _REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
 _registered: bool | None = None
+# True while the portable formulas are traced from here (the cross-entropy's rare rows, its
+# higher derivatives): their softmax must be the portable one, which forward mode can
+# differentiate, not this module's custom_vjp.  Tracing is synchronous: a flag suffices.
+_portable_now = False
 
 
 def _register() -> bool:
@@ -84,7 +88,7 @@ def enabled() -> bool:
 
 def serves(x: Any) -> bool:
     """Whether ``x`` (a JAX array or tracer) is computed here rather than by the portable path."""
-    if not enabled():
+    if _portable_now or not enabled():
         return False
     if isinstance(x, jax.core.Tracer):
         return bool(jax.default_backend() == "cpu")
@@ -301,23 +305,29 @@ def _ce_portable(x: Any, t: Any, w: Any, settings: tuple[Any, ...], grad: bool) 
     """The portable cross-entropy of the (N, C) problem: ``(loss, dx)`` or ``(loss, None)``."""
     from .._losses import _cross_entropy_grad_portable, _cross_entropy_terms, _plan, _reduce
 
+    global _portable_now
     ignore, eps, reduction, weighted = settings
-    plan = _plan(
-        x,
-        t,
-        name="logits",
-        axis=-1,
-        weight=w if weighted else None,
-        ignore_index=ignore,
-        reduction=reduction,
-        label_smoothing=eps,
-    )
-    if grad:
-        return _cross_entropy_grad_portable(plan)
-    main, z_rows, _, _ = _cross_entropy_terms(plan, log_probs_given=False)
-    return _reduce(plan, main, z_rows), None
+    previous, _portable_now = _portable_now, True
+    try:
+        plan = _plan(
+            x,
+            t,
+            name="logits",
+            axis=-1,
+            weight=w if weighted else None,
+            ignore_index=ignore,
+            reduction=reduction,
+            label_smoothing=eps,
+        )
+        if grad:
+            return _cross_entropy_grad_portable(plan)
+        main, z_rows, _, _ = _cross_entropy_terms(plan, log_probs_given=False)
+        return _reduce(plan, main, z_rows), None
+    finally:
+        _portable_now = previous
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
 def _ce_value(x: Any, t: Any, w: Any, settings: tuple[Any, ...], grad: bool) -> Any:
     """``(loss, dx or None)`` of one (N, C) problem: the kernel, the portable path for the
     rare rows it leaves (a max that is not finite, target mass on a -inf logit)."""
@@ -336,6 +346,19 @@ def _ce_value(x: Any, t: Any, w: Any, settings: tuple[Any, ...], grad: bool) -> 
 
     out = jax.lax.cond(special > 0, portable, kernel)
     return out if grad else (out, None)
+
+
+@_ce_value.defjvp
+def _ce_value_jvp(settings: tuple[Any, ...], grad: bool, primals: Any, tangents: Any) -> Any:
+    # higher derivatives on the portable formulas (the kernel's outputs as the primal)
+    (x, t, w), (dx, _, dw) = primals, tangents
+    out = _ce_value(x, t, w, settings, grad)
+
+    def value(x: Any, w: Any) -> Any:
+        loss, d = _ce_portable(x, t, w, settings, grad)
+        return (loss.astype(x.dtype), None if d is None else d.astype(x.dtype))
+
+    return out, jax.jvp(value, (x, w), (dx, dw))[1]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
