@@ -2,9 +2,10 @@
  * softmaxkit's CPU kernels, shared by the Python extension (_ckernels.c, NumPy and torch)
  * and the XLA FFI handlers (_jax_kernels.cc): one copy of the maths, compiled into both.
  * Everything here is static; include it after <Python.h> (for Py_ssize_t) in one translation
- * unit per extension.  Valid C and C++.
+ * unit per extension.  Valid C and C++ (the JAX handlers compile it as C++17 with the same
+ * flags, so both extensions compute the same bits).
  *
- * softmaxkit's compiled CPU kernels: the softmax family in one or two passes over memory.
+ * The softmax family in one or two passes over memory.
  *
  * Every kernel sees a C-contiguous array as (outer, n, inner) and reduces the n axis.
  * inner == 1 is the fast path: each row of n values stays in cache between its passes,
@@ -18,8 +19,6 @@
  * exp is our own (Cody-Waite reduction, Taylor polynomial, exponent built from bits) so
  * that the compiler can vectorise every loop without -ffast-math, which would break the
  * handling of infinities and NaN.  Relative error: a few ulp in float32 and float64.
- *
- * Arrays arrive through the buffer protocol; no NumPy headers are needed to build.
  */
 #ifndef SOFTMAXKIT_KERNELS_IMPL_H
 #define SOFTMAXKIT_KERNELS_IMPL_H
