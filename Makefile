@@ -1,7 +1,7 @@
 # Two commands for a fresh machine: `make demo` and `make test`.
 # Both create .venv if missing and install the package with every extra and
 # the development tools; the stamp file re-runs the install (which also
-# rebuilds the C kernels in place) when the build files or the C source change.
+# rebuilds the C kernels in place) when the build files or the C/C++ sources change.
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,10 +12,18 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py src/softmaxkit/_kernels/_ckernels.c
+KERNEL_SOURCES := $(wildcard src/softmaxkit/_kernels/*.c src/softmaxkit/_kernels/*.cc src/softmaxkit/_kernels/*.h)
+
+# The second install builds the JAX extension (XLA FFI handlers) against the jaxlib the
+# first one installed: pip's isolated build environment has no jax, and putting jaxlib in
+# [build-system] requires would download it (~100 MB) into every build, for users without
+# the jax extra too, and could pair the handlers with headers of another jaxlib version.
+$(STAMP): pyproject.toml setup.py $(KERNEL_SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[all,dev,docs]'
+	$(BIN)/python -m pip install --quiet 'setuptools>=77' wheel
+	$(BIN)/python -m pip install --quiet --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 
 # The main job: train the softmax classifier on the embedded digits, then show

@@ -84,10 +84,14 @@ def kernel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 # GPU tensors take), and the portable array-API code.
 TORCH_PATHS: tuple[str, ...] = ("operators", "fused", "portable")
 
+# JAX arrays on CPU: "ffi" (the kernels as XLA custom calls, softmaxkit._backends._jax) and
+# "portable" (the array-API code under jit, what other devices take).
+JAX_PATHS: tuple[str, ...] = ("ffi", "portable")
+
 ENGINES = (
     *(f"numpy-{path}" for path in KERNEL_PATHS),
     *(f"torch-{path}" for path in TORCH_PATHS),
-    "jax",
+    *(f"jax-{path}" for path in JAX_PATHS),
 )
 
 
@@ -99,6 +103,8 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> B
         _use_kernel_path(monkeypatch, path)
     if name == "torch":
         _use_torch_path(monkeypatch, path)
+    if name == "jax":
+        _use_kernel_path(monkeypatch, "compiled" if path == "ffi" else "portable")
     return Backend(name)
 
 

@@ -79,6 +79,15 @@ def test_every_suite_runs_quick_and_writes_one_json(tmp_path):
         ("log_softmax", "forward + backward"),
     ]
     assert all("max_abs_difference" in r for r in tensors["extra"]["results"].values())
+    jax_suite = next(s for s in data["suites"] if s["suite"] == "jax")
+    assert [row[0] for row in jax_suite["rows"]] == [
+        "softmax",
+        "log_softmax",
+        "value_and_grad mean cross-entropy",
+    ]
+    for result in jax_suite["extra"]["results"].values():  # every contender ran and agrees
+        assert set(result["seconds"]) == {"reference", "softmaxkit", "softmaxkit portable"}
+        assert max(result["max_abs_difference"].values()) < 1e-4
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary behind
 
 

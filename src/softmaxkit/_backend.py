@@ -28,6 +28,7 @@ __all__ = [
     "compute_dtype",
     "fused",
     "is_concrete",
+    "is_eager_jax",
     "is_jax",
     "is_numpy",
     "is_torch",
@@ -37,6 +38,7 @@ __all__ = [
     "to_numpy",
     "validate_temperature",
     "validate_where",
+    "whole_jit",
     "write_out",
 ]
 
@@ -301,6 +303,41 @@ def fused(fn: Any, *args: Any, **static: Any) -> Any:
 
         jitted = _JITTED[key] = jax.jit(fn, static_argnames=key[1])
     return jitted(*args, **static)
+
+
+def is_eager_jax(x: Array) -> bool:
+    """Whether ``x`` is a JAX array with values, i.e. the call is outside the caller's ``jit``."""
+    return is_jax(x) and is_concrete(x)
+
+
+def _whole(
+    arrays: tuple[Any, ...], named: dict[str, Any], *, fn: Any, kernels: bool, **static: Any
+) -> Any:
+    return fn(*arrays, **named, **static)
+
+
+def whole_jit(
+    fn: Any, arrays: tuple[Any, ...], named: dict[str, Any], static: dict[str, Any]
+) -> Any:
+    """``fn(*arrays, **named, **static)`` as one ``jax.jit`` computation.
+
+    For a public function called eagerly on JAX arrays: its arguments checked on the
+    host (the values too, which a traced call cannot read), it is called again under
+    ``jit`` with ``arrays`` and ``named`` (arrays or None) traced and ``static`` (the
+    checked options, hashable) as static arguments, so that it runs as one compiled
+    computation, compiled once per shape, dtype and option setting: new values of the
+    same shape never recompile.  (Each new ``temperature`` is a new option setting.)
+    """
+    from . import _kernels
+
+    key = (_whole, ("fn", "kernels", *sorted(static)))
+    jitted = _JITTED.get(key)
+    if jitted is None:
+        import jax
+
+        jitted = _JITTED[key] = jax.jit(_whole, static_argnames=key[1])
+    # the kernels' switch is read while tracing: a computation per setting
+    return jitted(arrays, named, fn=fn, kernels=_kernels.enabled(), **static)
 
 
 def stop_gradient(x: Array) -> Array:

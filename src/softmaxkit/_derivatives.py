@@ -22,8 +22,10 @@ from ._backend import (
     check_out,
     compute_dtype,
     fused,
+    is_eager_jax,
     namespace,
     normalize_axis,
+    whole_jit,
     write_out,
 )
 from ._errors import SoftmaxkitValueError
@@ -130,6 +132,8 @@ def softmax_backward(
     >>> softmax_backward(g, p, out=g) is g  # in place
     True
     """
+    if is_eager_jax(grad) and is_eager_jax(p) and out is None and grad.shape == p.shape:
+        return whole_jit(softmax_backward, (grad, p), {}, {"axis": normalize_axis(axis, p.ndim)})
     xp, g, p, axes, out_dtype = _pair(grad, p, "p", axis)
     if out is not None:
         out = check_out(out, g, tuple(g.shape), out_dtype, x_name="grad")
@@ -173,6 +177,9 @@ def log_softmax_backward(
     >>> log_softmax_backward(np.array([1.0, 0.0]), logp)
     array([ 0.5, -0.5])
     """
+    if is_eager_jax(grad) and is_eager_jax(logp) and out is None and grad.shape == logp.shape:
+        axes = normalize_axis(axis, logp.ndim)
+        return whole_jit(log_softmax_backward, (grad, logp), {}, {"axis": axes})
     xp, g, logp, axes, out_dtype = _pair(grad, logp, "logp", axis)
     if out is not None:
         out = check_out(out, g, tuple(g.shape), out_dtype, x_name="grad")

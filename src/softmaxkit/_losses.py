@@ -36,11 +36,14 @@ from ._backend import (
     check_out,
     compute_dtype,
     is_concrete,
+    is_eager_jax,
+    is_jax,
     is_numpy,
     is_torch,
     namespace,
     numpy_quiet,
     to_numpy,
+    whole_jit,
     write_out,
 )
 from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
@@ -141,7 +144,18 @@ class _Plan(NamedTuple):
         )
 
 
-def _plan(
+class _Inputs(NamedTuple):
+    """A cross-entropy or NLL call's arguments, checked (values too, where the host has them)."""
+
+    xp: ModuleType
+    logits: Array  # the caller's dtype
+    target: Array  # an array of xp
+    weight: Array | None  # an array of xp, the caller's dtype
+    soft: bool
+    options: dict[str, Any]  # axis, ignore_index, reduction, label_smoothing, z_loss, softcap
+
+
+def _plan_inputs(
     logits: Array,
     target: Array,
     *,
@@ -154,7 +168,12 @@ def _plan(
     z_loss: Any = 0.0,
     softcap: Any = None,
     allow_soft: bool = True,
-) -> _Plan:
+) -> _Inputs:
+    """Every check of :func:`_plan`, and no computation on ``logits``.
+
+    Concrete values are checked here; a JAX call made outside the caller's ``jit`` runs
+    these checks first and then the whole computation as one ``jit`` (see :func:`_eager`).
+    """
     logits = as_array(logits, name)
     xp = namespace(logits)
     axis = check_class_axis(axis, logits.ndim)
@@ -164,14 +183,11 @@ def _plan(
     z_loss = _check_number(z_loss, "z_loss", 0.0, math.inf, open_low=False)
     if softcap is not None:
         softcap = _check_number(softcap, "softcap", 0.0, math.inf, open_low=True)
-    work, out_dtype = compute_dtype(xp, logits.dtype)
-    x = xp.astype(logits, work)
-    n_classes = x.shape[axis]
-    row_shape = tuple(x.shape[:axis]) + tuple(x.shape[axis + 1 :])
-    device = array_api_compat.device(x)
-    concrete = is_concrete(x)
+    n_classes = logits.shape[axis]
+    row_shape = tuple(logits.shape[:axis]) + tuple(logits.shape[axis + 1 :])
+    concrete = is_concrete(logits)
 
-    target = _convert(target, "target", xp, x)
+    target = _convert(target, "target", xp, logits)
     if xp.isdtype(target.dtype, "bool"):
         raise SoftmaxkitTypeError(
             "`target` must hold integer class indices or floating probabilities; got dtype bool"
@@ -182,10 +198,10 @@ def _plan(
             f"`target` must hold integer class indices; got dtype {target.dtype}"
         )
     if soft:
-        if tuple(target.shape) != tuple(x.shape):
+        if tuple(target.shape) != tuple(logits.shape):
             raise SoftmaxkitValueError(
-                f"`target` of probabilities must have the shape of `{name}` {tuple(x.shape)}; "
-                f"got shape {tuple(target.shape)}"
+                f"`target` of probabilities must have the shape of `{name}` "
+                f"{tuple(logits.shape)}; got shape {tuple(target.shape)}"
             )
         if concrete and is_concrete(target):
             _check_probabilities(target, axis, xp)
@@ -205,12 +221,50 @@ def _plan(
             )
 
     if weight is not None:
-        weight = _convert(weight, "weight", xp, x)
+        weight = _convert(weight, "weight", xp, logits)
         if tuple(weight.shape) != (n_classes,):
             raise SoftmaxkitValueError(
                 f"`weight` must have one entry per class, shape ({n_classes},); "
                 f"got shape {tuple(weight.shape)}"
             )
+    options = dict(
+        axis=axis,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=eps,
+        z_loss=z_loss,
+        softcap=softcap,
+    )
+    return _Inputs(xp, logits, target, weight, soft, options)
+
+
+def _eager(fn: Any, logits: Array, target: Array, name: str, options: dict[str, Any]) -> Any:
+    """``fn(logits, target, **options)`` on eager JAX logits, as one computation.
+
+    The checks (target values included) run here on the host; the call itself is made
+    again under :func:`whole_jit`, where they see tracers and have nothing left to read.
+    """
+    allow_soft = fn not in (nll_loss, nll_loss_grad)
+    inputs = _plan_inputs(logits, target, name=name, allow_soft=allow_soft, **options)
+    static = {k: v for k, v in inputs.options.items() if k in options}
+    return whole_jit(fn, (inputs.logits, inputs.target), {"weight": inputs.weight}, static)
+
+
+def _plan(logits: Array, target: Array, *, name: str, **arguments: Any) -> _Plan:
+    inputs = _plan_inputs(logits, target, name=name, **arguments)
+    xp, target, weight, soft = inputs.xp, inputs.target, inputs.weight, inputs.soft
+    axis = inputs.options["axis"]
+    reduction = inputs.options["reduction"]
+    ignore_index = inputs.options["ignore_index"]
+    eps = inputs.options["label_smoothing"]
+    z_loss = inputs.options["z_loss"]
+    softcap = inputs.options["softcap"]
+    work, out_dtype = compute_dtype(xp, inputs.logits.dtype)
+    x = xp.astype(inputs.logits, work)
+    n_classes = x.shape[axis]
+    row_shape = tuple(x.shape[:axis]) + tuple(x.shape[axis + 1 :])
+    device = array_api_compat.device(x)
+    if weight is not None:
         weight = xp.astype(weight, work)
 
     # Class axis last: every reduction below is over axis -1, and the row results
@@ -476,6 +530,8 @@ def cross_entropy(
         z_loss=z_loss,
         softcap=softcap,
     )
+    if is_eager_jax(logits):
+        return _eager(cross_entropy, logits, target, "logits", options)
     backend = _backends.select(logits)
     if backend is not None:
         logits = backend.loss_input(logits)
@@ -544,6 +600,8 @@ def cross_entropy_grad(
         z_loss=z_loss,
         softcap=softcap,
     )
+    if is_eager_jax(logits) and grad_out is None:
+        return _eager(cross_entropy_grad, logits, target, "logits", options)  # type: ignore[no-any-return]
     if grad_out is not None:
         x = as_array(logits, "logits")
         shape, dtype = tuple(x.shape), compute_dtype(namespace(x), x.dtype)[1]
@@ -630,6 +688,9 @@ def nll_loss(
     >>> float(nll_loss(log_probs, np.array([1, 2]), weight=np.array([1.0, 1.0, 3.0])))
     1.8161
     """
+    if is_eager_jax(log_probs):
+        options = dict(axis=axis, ignore_index=ignore_index, reduction=reduction)
+        return _eager(nll_loss, log_probs, target, "log_probs", {**options, "weight": weight})
     backend = _backends.select(log_probs)
     if backend is not None and backend.NAME == "torch":
         log_probs = backend.loss_input(log_probs)
@@ -680,6 +741,9 @@ def nll_loss_grad(
     >>> g.tolist()
     [[0.0, -0.5], [-0.5, 0.0]]
     """
+    if is_eager_jax(log_probs):
+        options = dict(axis=axis, weight=weight, ignore_index=ignore_index, reduction=reduction)
+        return _eager(nll_loss_grad, log_probs, target, "log_probs", options)  # type: ignore[no-any-return]
     plan = _plan(
         log_probs,
         target,
@@ -713,20 +777,36 @@ class _BinaryPlan(NamedTuple):
 def _binary_plan(
     logits: Array, target: Array, weight: Any, pos_weight: Any, reduction: Any
 ) -> _BinaryPlan:
+    logits, target, weight, pos_weight, reduction = _binary_inputs(
+        logits, target, weight, pos_weight, reduction
+    )
+    xp = namespace(logits)
+    work, out_dtype = compute_dtype(xp, logits.dtype)
+    x = xp.astype(logits, work)
+    y = xp.astype(target, work)
+    arrays = [None if a is None else xp.astype(a, work) for a in (weight, pos_weight)]
+    return _BinaryPlan(xp, x, y, arrays[0], arrays[1], reduction, out_dtype)
+
+
+def _binary_inputs(
+    logits: Array, target: Array, weight: Any, pos_weight: Any, reduction: Any
+) -> tuple[Array, Array, Array | None, Array | None, str]:
+    """The checks of :func:`_binary_plan` (values too, where the host has them), no computation."""
     logits = as_array(logits, "logits")
     xp = namespace(logits)
     reduction = check_reduction(reduction)
-    work, out_dtype = compute_dtype(xp, logits.dtype)
-    x = xp.astype(logits, work)
-    shape = tuple(x.shape)
-    target = _convert(target, "target", xp, x)
+    shape = tuple(logits.shape)
+    target = _convert(target, "target", xp, logits)
     if tuple(target.shape) != shape:
         raise SoftmaxkitValueError(
             f"`target` must have the shape of `logits` {shape}; got shape {tuple(target.shape)}"
         )
-    y = xp.astype(target, work)
-    if is_concrete(x) and is_concrete(y):
-        y_np = to_numpy(y)
+    if is_concrete(logits) and is_concrete(target):
+        # the values as the loss reads them, in its working dtype (cast on the host for JAX)
+        work = compute_dtype(xp, logits.dtype)[0]
+        y_np = (
+            to_numpy(target).astype(work) if is_jax(target) else to_numpy(xp.astype(target, work))
+        )
         bad = ~((y_np >= 0) & (y_np <= 1))
         if bad.any():
             pos = _first_position(bad)
@@ -734,21 +814,29 @@ def _binary_plan(
                 f"`target` must be probabilities in [0, 1]; position {pos} holds "
                 f"{y_np[pos].item()!r}"
             )
-    elif is_torch(y):
-        _backends.torch_backend().check_target(y, axis=None)
+    elif is_torch(target):
+        _backends.torch_backend().check_target(target, axis=None)
     arrays = []
     for name, value in (("weight", weight), ("pos_weight", pos_weight)):
         if value is not None:
-            value = _convert(value, name, xp, x)
+            value = _convert(value, name, xp, logits)
             if _broadcast_shape(tuple(value.shape), shape) != shape:
                 hint = " (one entry per class, the last axis)" if name == "pos_weight" else ""
                 raise SoftmaxkitValueError(
                     f"`{name}` must broadcast to the shape of `logits` {shape}{hint}; "
                     f"got shape {tuple(value.shape)}"
                 )
-            value = xp.astype(value, work)
         arrays.append(value)
-    return _BinaryPlan(xp, x, y, arrays[0], arrays[1], reduction, out_dtype)
+    return logits, target, arrays[0], arrays[1], reduction
+
+
+def _binary_eager(fn: Any, logits, target, weight, pos_weight, reduction) -> Any:
+    """``fn`` on eager JAX logits: checked here, then one computation (see :func:`_eager`)."""
+    logits, target, weight, pos_weight, reduction = _binary_inputs(
+        logits, target, weight, pos_weight, reduction
+    )
+    named = {"weight": weight, "pos_weight": pos_weight}
+    return whole_jit(fn, (logits, target), named, {"reduction": reduction})
 
 
 def _binary_reduce(plan: _BinaryPlan, loss: Array) -> Array:
@@ -814,6 +902,10 @@ def binary_cross_entropy_with_logits(
     >>> binary_cross_entropy_with_logits(logits, target, reduction="none").round(4).tolist()
     [[0.0, 10000.0, 0.6931]]
     """
+    if is_eager_jax(logits):
+        return _binary_eager(
+            binary_cross_entropy_with_logits, logits, target, weight, pos_weight, reduction
+        )
     result = _binary_on_backend(logits, target, weight, pos_weight, reduction, need_grad=False)
     if result is not None:
         return result[0]
@@ -870,6 +962,10 @@ def binary_cross_entropy_with_logits_grad(
     >>> g.tolist()
     [-0.25, 0.25]
     """
+    if is_eager_jax(logits):
+        return _binary_eager(  # type: ignore[no-any-return]
+            binary_cross_entropy_with_logits_grad, logits, target, weight, pos_weight, reduction
+        )
     result = _binary_on_backend(logits, target, weight, pos_weight, reduction, need_grad=True)
     if result is not None:
         return result

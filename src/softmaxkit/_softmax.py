@@ -33,6 +33,7 @@ from ._backend import (
     compute_dtype,
     fused,
     is_concrete,
+    is_eager_jax,
     is_jax,
     is_torch,
     namespace,
@@ -42,6 +43,7 @@ from ._backend import (
     to_numpy,
     validate_temperature,
     validate_where,
+    whole_jit,
     write_out,
 )
 from ._errors import SoftmaxkitValueError
@@ -114,6 +116,17 @@ def _prepare(x: Array, axis: Axis, where: Any, temperature: Any = 1.0) -> _Prepa
 
 # The normal numbers of float32 and float64 whose reciprocals are normal too
 _TINY = {32: float(np.finfo(np.float32).smallest_normal), 64: float(np.finfo(np.float64).tiny)}
+
+
+def _eager(fn: Any, x: Array, axis: Axis, where: Any, **static: Any) -> Array:
+    """``fn(x, axis, where=where, **static)`` on an eager JAX array, as one computation.
+
+    The arguments that must be hashable (``axis``) or host values (``where`` becomes an
+    array, ``temperature`` a float) are checked here; :func:`whole_jit` does the rest.
+    """
+    mask = validate_where(where, x, namespace(x))
+    axes = normalize_axis(axis, x.ndim)
+    return whole_jit(fn, (x,), {"where": mask}, {"axis": axes, **static})
 
 
 def _fit_temperature(xp: ModuleType, x: Array, t: float) -> tuple[Array, float]:
@@ -318,6 +331,8 @@ def softmax(
     array([[0.5 , 0.5 ],
            [0.25, 0.75]])
     """
+    if is_eager_jax(x) and out is None:
+        return _eager(softmax, x, axis, where, temperature=validate_temperature(temperature))
     prep = _prepare(x, axis, where, temperature)
     xp, x = prep.xp, prep.x
     if out is not None:
@@ -381,6 +396,8 @@ def log_softmax(
     >>> log_softmax(np.array([0.0, 0.0]), out=logp) is logp
     True
     """
+    if is_eager_jax(x) and out is None:
+        return _eager(log_softmax, x, axis, where, temperature=validate_temperature(temperature))
     prep = _prepare(x, axis, where, temperature)
     xp, x = prep.xp, prep.x
     if out is not None:
@@ -452,6 +469,8 @@ def logsumexp(
     array(-inf)
     """
     keepdims = check_flag(keepdims, "keepdims")
+    if is_eager_jax(x):
+        return _eager(logsumexp, x, axis, where, keepdims=keepdims)
     prep = _prepare(x, axis, where)
     xp, x = prep.xp, prep.x
     if prep.empty:

@@ -27,10 +27,13 @@ way; its losses live in :mod:`._torch_losses` and ``linear_cross_entropy`` in
 * NumPy arrays: :mod:`._numpy`, the compiled C kernels.
 * PyTorch tensors: :mod:`._torch`, ``torch.library`` operators over the same
   kernels on CPU, PyTorch's fused functions elsewhere.
-* Anything else (JAX, other array-API libraries): no backend yet, the portable path.
+* JAX arrays on CPU: :mod:`._jax`, the same kernels as XLA custom calls (``jax.ffi``)
+  with ``custom_vjp``, where the extension ``_jax_kernels`` was built and the kernels
+  are enabled; on other devices (and without it) the portable path.
+* Anything else (other array-API libraries): the portable path.
 
-Nothing here imports a framework: the torch backend is loaded only once the
-caller has imported torch and passed a tensor.
+Nothing here imports a framework: the torch and JAX backends are loaded only once
+the caller has imported the framework and passed one of its arrays.
 """
 
 from __future__ import annotations
@@ -43,9 +46,10 @@ import numpy as np
 
 from . import _numpy  # the C kernels' wrappers: no framework to import
 
-__all__ = ["call", "select", "torch_backend"]
+__all__ = ["call", "jax_backend", "select", "torch_backend"]
 
 _TORCH: ModuleType | None = None
+_JAX: ModuleType | None = None
 
 
 def torch_backend() -> ModuleType:
@@ -58,6 +62,16 @@ def torch_backend() -> ModuleType:
     return _TORCH
 
 
+def jax_backend() -> ModuleType:
+    """The JAX backend module (imports jax; call only with a JAX array in hand)."""
+    global _JAX
+    if _JAX is None:
+        from . import _jax
+
+        _JAX = _jax
+    return _JAX
+
+
 def select(x: Any) -> ModuleType | None:
     """The backend module for ``x``'s kind of array, or None for the portable path."""
     if type(x) is np.ndarray:
@@ -65,6 +79,10 @@ def select(x: Any) -> ModuleType | None:
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(x, torch.Tensor):
         return torch_backend()
+    jax = sys.modules.get("jax")
+    if jax is not None and isinstance(x, jax.Array) and _numpy.enabled():
+        backend = jax_backend()
+        return backend if backend.serves(x) else None
     return None
 
 

@@ -46,6 +46,7 @@ SUITES: dict[str, str] = {
     "linear-ce": "softmaxkit._bench.linear_ce",
     "sampling": "softmaxkit._bench.sampling",
     "torch": "softmaxkit._bench.tensors",
+    "jax": "softmaxkit._bench.jax_arrays",
     "estimator": "softmaxkit._bench.estimator",
     "sparse": "softmaxkit._bench.sparse",
 }

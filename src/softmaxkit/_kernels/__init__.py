@@ -1,5 +1,8 @@
 """Compiled CPU kernels for the NumPy path (the C extension ``_ckernels``).
 
+The same kernels serve torch tensors (through ``_ckernels``' address entry points) and
+JAX arrays on CPU (the XLA FFI handlers of ``_jax_kernels``, see :func:`jax_kernels`).
+
 The functions here receive arrays already validated, cast to their working
 dtype (float32 or float64) and masked (masked entries set to ``-inf``), and
 return arrays of ``out_dtype``; ``_softmax`` and ``_derivatives`` call them
@@ -19,6 +22,7 @@ sets the threads a call may use (default: OpenMP's, i.e. every core).
 
 from __future__ import annotations
 
+import importlib
 import math
 import operator
 import os
@@ -46,6 +50,7 @@ __all__ = [
     "describe",
     "empty",
     "enabled",
+    "jax_kernels",
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",
@@ -67,21 +72,38 @@ _SOFTMAX, _LOG_SOFTMAX, _LOGSUMEXP = 0, 1, 2
 _MAX_THREADS = 4096
 
 
-def _load() -> ModuleType | None:
+def _load(name: str) -> ModuleType | None:
     try:
-        from . import _ckernels  # type: ignore[attr-defined]
+        module: ModuleType = importlib.import_module(f"{__name__}.{name}")
     except ImportError:
         return None
     threads = os.environ.get("SOFTMAXKIT_NUM_THREADS")
     # like any other value it cannot use, one beyond _MAX_THREADS is left alone (it
     # overflowed the C int and made the import itself fail)
     if threads and threads.isdigit() and 0 < int(threads) <= _MAX_THREADS:
-        _ckernels.set_num_threads(int(threads))
-    module: ModuleType = _ckernels
+        module.set_num_threads(int(threads))
     return module
 
 
-_C = _load()
+_C = _load("_ckernels")
+# The same kernels as XLA FFI handlers, for JAX on CPU (softmaxkit._backends._jax); built
+# only where jaxlib's headers were found.  Each extension keeps its own thread count:
+# set_num_threads sets both.
+_JAX: ModuleType | None = None
+_jax_loaded = False
+
+
+def jax_kernels() -> ModuleType | None:
+    """The JAX FFI extension (loaded on first use, never before JAX is), or None."""
+    global _JAX, _jax_loaded
+    if not _jax_loaded:
+        _jax_loaded = True
+        _JAX = _load("_jax_kernels")
+        if _JAX is not None and _C is not None:
+            _JAX.set_num_threads(_C.num_threads())
+    return _JAX
+
+
 _on = _C is not None and os.environ.get("SOFTMAXKIT_KERNELS", "1") != "0"
 
 
@@ -138,6 +160,8 @@ def set_num_threads(n: int) -> None:
         raise SoftmaxkitValueError(f"`n` must be in [1, {_MAX_THREADS}]; got {count}")
     if _C is not None:
         _C.set_num_threads(count)
+    if _JAX is not None:
+        _JAX.set_num_threads(count)
 
 
 def describe() -> str:

@@ -1,0 +1,444 @@
+"""The JAX backend: the compiled kernels as XLA custom calls (``jax.ffi``) on CPU.
+
+The kernels of :mod:`softmaxkit._kernels` (the same code the NumPy path runs) are
+registered with XLA as FFI handlers of the extension ``_jax_kernels``, and each
+primitive here calls them through ``jax.ffi.ffi_call``, so that they run inside a
+compiled computation, under the caller's ``jit`` or not, on the arrays' own memory.
+
+Derivatives, in two layers:
+
+* first order, by ``jax.custom_vjp``: the forward kernel, then the backward kernel
+  (softmax, log_softmax), ``softmax * g`` (logsumexp), or the gradient that the fused
+  cross-entropy kernel computed in its one pass (cross-entropy);
+* higher orders: every custom call is wrapped in a ``jax.custom_jvp`` whose tangent is
+  written in ``jax.numpy`` (the portable formulas), so the forward and backward passes
+  above are themselves differentiable: ``jax.hessian`` and ``jacrev(jacrev(f))`` work.
+  Forward mode of a first derivative (``jax.jvp`` or ``jax.jacfwd`` of the function
+  itself) is what ``custom_vjp`` refuses; the portable path
+  (``softmaxkit._kernels.set_enabled(False)``) serves it.
+
+``jax.vmap`` batches each custom call by ``vmap_method="broadcast_all"``: the batch
+becomes a leading dimension that the handlers treat as more rows, no Python loop.
+
+Served: float32 and float64 arrays on CPU (``jax_enable_x64`` on or off); the
+caller's portable code serves other dtypes, devices and the options the kernels do
+not have.  The device of a traced array is not known while tracing: the backend is
+chosen when JAX's default backend is the CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _kernels
+
+__all__ = [
+    "NAME",
+    "cross_entropy",
+    "enabled",
+    "log_softmax",
+    "log_softmax_backward",
+    "logsumexp",
+    "loss_input",
+    "serves",
+    "softmax",
+    "softmax_backward",
+]
+
+NAME = "jax"
+
+_SOFTMAX, _LOG_SOFTMAX, _LOGSUMEXP = 0, 1, 2
+_REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
+_registered: bool | None = None
+# True while the portable formulas are traced from here (the cross-entropy's rare rows, its
+# higher derivatives): their softmax must be the portable one, which forward mode can
+# differentiate, not this module's custom_vjp.  Tracing is synchronous: a flag suffices.
+_portable_now = False
+
+
+def _register() -> bool:
+    """Register the handlers with XLA once; False where the extension is missing."""
+    global _registered
+    if _registered is None:
+        module = _kernels.jax_kernels()
+        if module is None:
+            _registered = False
+        else:
+            for name, capsule in module.handlers().items():
+                jax.ffi.register_ffi_target(name, capsule, platform="cpu")
+            _registered = True
+    return _registered
+
+
+def available() -> bool:
+    """Whether the FFI extension was built and its handlers are registered."""
+    return _register()
+
+
+def enabled() -> bool:
+    """Whether JAX arrays on CPU take the kernels now (``softmaxkit._kernels.enabled()``)."""
+    return _kernels.enabled() and _register()
+
+
+def serves(x: Any) -> bool:
+    """Whether ``x`` (a JAX array or tracer) is computed here rather than by the portable path."""
+    if _portable_now or not enabled():
+        return False
+    if isinstance(x, jax.core.Tracer):
+        return bool(jax.default_backend() == "cpu")
+    try:
+        return all(d.platform == "cpu" for d in x.devices())
+    except Exception:  # a deleted or otherwise unreadable array: the portable path says why
+        return False
+
+
+def _served(*arrays: Any) -> bool:
+    return (
+        all(a.dtype in (jnp.float32, jnp.float64) for a in arrays)
+        and len({a.dtype for a in arrays}) == 1
+    )
+
+
+def loss_input(x: Any) -> Any:
+    """A loss's logits as the loss computes them (unchanged)."""
+    return x
+
+
+# --- the custom calls, each differentiable by its portable tangent -------------------------
+
+
+def _call(name: str, results: Any, *args: Any, **attributes: Any) -> Any:
+    return jax.ffi.ffi_call(name, results, vmap_method="broadcast_all")(*args, **attributes)
+
+
+def _sum1(x: Any) -> Any:
+    return jnp.sum(x, axis=1, keepdims=True)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _forward(x: Any, t: float, op: int) -> Any:
+    """softmax, log_softmax or logsumexp of ``x`` as (outer, n, inner), over axis 1."""
+    shape = x.shape if op != _LOGSUMEXP else (x.shape[0], 1, x.shape[2])
+    result = jax.ShapeDtypeStruct(shape, x.dtype)
+    return _call("softmaxkit_forward", result, x, temperature=np.float64(t), op=np.int32(op))
+
+
+@_forward.defjvp
+def _forward_jvp(t: float, op: int, primals: Any, tangents: Any) -> Any:
+    (x,), (dx,) = primals, tangents
+    y = _forward(x, t, op)
+    zero = jnp.zeros((), dx.dtype)
+    if op == _LOGSUMEXP:
+        p = _forward(x, 1.0, _SOFTMAX)
+        return y, jnp.where(y == jnp.inf, zero, _sum1(p * dx))
+    # slices holding +inf are constants (their entries share the mass whatever x is)
+    dz = jnp.where(_posinf(x), zero, dx / t)
+    if op == _SOFTMAX:
+        return y, y * (dz - _sum1(y * dz))
+    return y, jnp.where(y == -jnp.inf, zero, dz - _sum1(jnp.exp(y) * dz))
+
+
+def _backward_portable(g: Any, y: Any, log: bool) -> Any:
+    """The formulas of :mod:`softmaxkit._derivatives`, reduced over axis 1."""
+    zero = jnp.zeros((), g.dtype)
+    if log:
+        g = jnp.where(y == -jnp.inf, zero, g)
+        return g - jnp.exp(y) * _sum1(g)
+    g = jnp.where(y == 0, zero, g)
+    return y * (g - _sum1(g * y))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _backward(g: Any, y: Any, log: bool) -> Any:
+    """softmax_backward (``y = p``) or log_softmax_backward (``y = log p``), over axis 1."""
+    result = jax.ShapeDtypeStruct(g.shape, g.dtype)
+    return _call("softmaxkit_backward", result, g, y, log=np.int32(log))
+
+
+@_backward.defjvp
+def _backward_jvp(log: bool, primals: Any, tangents: Any) -> Any:
+    out = _backward(*primals, log)
+    _, tangent = jax.jvp(lambda g, y: _backward_portable(g, y, log), primals, tangents)
+    return out, tangent
+
+
+def _posinf(x: Any) -> Any:
+    return jnp.max(x, axis=1, keepdims=True) == jnp.inf
+
+
+# --- first derivatives: the backward kernels -------------------------------------------------
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _op(x: Any, t: float, op: int) -> Any:
+    return _forward(x, t, op)
+
+
+def _op_fwd(x: Any, t: float, op: int) -> Any:
+    y = _forward(x, t, op)
+    return y, (x, y)
+
+
+def _op_bwd(t: float, op: int, residuals: Any, g: Any) -> Any:
+    x, y = residuals
+    zero = jnp.zeros((), g.dtype)
+    if op == _LOGSUMEXP:
+        # d lse / dx = softmax(x); 0 on slices holding +inf, whose value is constant
+        return (jnp.where(y == jnp.inf, zero, g) * _forward(x, 1.0, _SOFTMAX),)
+    dx = _backward(g, y, op == _LOG_SOFTMAX)
+    if t != 1.0:
+        dx = dx / t
+    return (jnp.where(_posinf(x), zero, dx),)
+
+
+_op.defvjp(_op_fwd, _op_bwd)
+
+
+# --- layout: the reduced axes merged into one, as (outer, n, inner) ------------------------
+
+
+def _layout(x: Any, axes: tuple[int, ...]) -> tuple[Any, tuple[int, ...], tuple[int, ...] | None]:
+    """``(x3, shape, moved)``: ``x`` as (outer, n, inner), the shape it had, its permutation."""
+    ndim = x.ndim
+    moved = None
+    if axes and axes[-1] - axes[0] + 1 != len(axes):
+        rest = tuple(i for i in range(ndim) if i not in axes)
+        moved = rest + axes
+        x = jnp.transpose(x, moved)
+        first, last = ndim - len(axes), ndim - 1
+    elif axes:
+        first, last = axes[0], axes[-1]
+    else:  # no axis reduced: every element is its own slice
+        first, last = ndim, ndim - 1
+    shape = tuple(x.shape)
+    outer = math.prod(shape[:first])
+    n = math.prod(shape[first : last + 1])
+    inner = math.prod(shape[last + 1 :])
+    return jnp.reshape(x, (outer, n, inner)), shape, moved
+
+
+def _restore(y: Any, shape: tuple[int, ...], moved: tuple[int, ...] | None, out_dtype: Any) -> Any:
+    y = jnp.reshape(y, shape)
+    if moved is not None:
+        y = jnp.transpose(y, tuple(int(i) for i in np.argsort(moved)))
+    return y if y.dtype == out_dtype else y.astype(out_dtype)
+
+
+def _forward_public(x: Any, axes: tuple[int, ...], t: float, out_dtype: Any, op: int) -> Any:
+    if not _served(x):
+        return None
+    x3, shape, moved = _layout(x, axes)
+    y = _op(x3, float(t), op)
+    if op == _LOGSUMEXP:
+        first = len(shape) - len(axes) if moved is not None else (axes[0] if axes else len(shape))
+        shape = tuple(1 if first <= i < first + len(axes) else k for i, k in enumerate(shape))
+    return _restore(y, shape, moved, out_dtype)
+
+
+def softmax(x: Any, axes: tuple[int, ...], temperature: float, out_dtype: Any) -> Any:
+    return _forward_public(x, axes, temperature, out_dtype, _SOFTMAX)
+
+
+def log_softmax(x: Any, axes: tuple[int, ...], temperature: float, out_dtype: Any) -> Any:
+    return _forward_public(x, axes, temperature, out_dtype, _LOG_SOFTMAX)
+
+
+def logsumexp(x: Any, axes: tuple[int, ...], out_dtype: Any) -> Any:
+    """With the reduced axes kept (length 1)."""
+    return _forward_public(x, axes, 1.0, out_dtype, _LOGSUMEXP)
+
+
+def _backward_public(g: Any, y: Any, axes: tuple[int, ...], out_dtype: Any, log: bool) -> Any:
+    if not _served(g, y) or tuple(g.shape) != tuple(y.shape):
+        return None
+    g3, shape, moved = _layout(g, axes)
+    y3 = _layout(y, axes)[0]
+    return _restore(_backward(g3, y3, log), shape, moved, out_dtype)
+
+
+def softmax_backward(g: Any, p: Any, axes: tuple[int, ...], out_dtype: Any) -> Any:
+    return _backward_public(g, p, axes, out_dtype, False)
+
+
+def log_softmax_backward(g: Any, logp: Any, axes: tuple[int, ...], out_dtype: Any) -> Any:
+    return _backward_public(g, logp, axes, out_dtype, True)
+
+
+# --- cross-entropy of class indices, fused ---------------------------------------------------
+
+
+def _ce_results(x: Any, grad: bool) -> list[Any]:
+    lead = x.shape[:-1]
+    out = [
+        jax.ShapeDtypeStruct(lead, x.dtype),  # row losses
+        jax.ShapeDtypeStruct(x.shape[:-2], x.dtype),  # their sum or mean
+        jax.ShapeDtypeStruct(x.shape[:-2], jnp.int32),  # rows left to the portable path
+    ]
+    if grad:
+        out.append(jax.ShapeDtypeStruct(x.shape, x.dtype))
+    return out
+
+
+def _ce_kernel(x: Any, t: Any, w: Any, settings: tuple[Any, ...], grad: bool) -> Any:
+    ignore, eps, reduction, weighted = settings
+    name = "softmaxkit_ce_grad" if grad else "softmaxkit_ce_loss"
+    return _call(
+        name,
+        _ce_results(x, grad),
+        x,
+        t,
+        w,
+        ignore=np.int64(ignore),
+        eps=np.float64(eps),
+        reduction=np.int32(_REDUCTIONS[reduction]),
+        weighted=bool(weighted),
+    )
+
+
+def _ce_portable(x: Any, t: Any, w: Any, settings: tuple[Any, ...], grad: bool) -> Any:
+    """The portable cross-entropy of the (N, C) problem: ``(loss, dx)`` or ``(loss, None)``."""
+    from .._losses import _cross_entropy_grad_portable, _cross_entropy_terms, _plan, _reduce
+
+    global _portable_now
+    ignore, eps, reduction, weighted = settings
+    previous, _portable_now = _portable_now, True
+    try:
+        plan = _plan(
+            x,
+            t,
+            name="logits",
+            axis=-1,
+            weight=w if weighted else None,
+            ignore_index=ignore,
+            reduction=reduction,
+            label_smoothing=eps,
+        )
+        if grad:
+            return _cross_entropy_grad_portable(plan)
+        main, z_rows, _, _ = _cross_entropy_terms(plan, log_probs_given=False)
+        return _reduce(plan, main, z_rows), None
+    finally:
+        _portable_now = previous
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _ce_value(x: Any, t: Any, w: Any, settings: tuple[Any, ...], grad: bool) -> Any:
+    """``(loss, dx or None)`` of one (N, C) problem: the kernel, the portable path for the
+    rare rows it leaves (a max that is not finite, target mass on a -inf logit)."""
+    outputs = _ce_kernel(x, t, w, settings, grad)
+    rows, total, special = outputs[:3]
+    loss = rows if settings[2] == "none" else total
+    dx = outputs[3] if grad else None
+
+    def kernel() -> Any:
+        return (loss, dx) if grad else loss
+
+    def portable() -> Any:
+        value, d = _ce_portable(x, t, w, settings, grad)
+        value = value.astype(x.dtype)
+        return (value, d.astype(x.dtype)) if grad else value
+
+    out = jax.lax.cond(special > 0, portable, kernel)
+    return out if grad else (out, None)
+
+
+@_ce_value.defjvp
+def _ce_value_jvp(settings: tuple[Any, ...], grad: bool, primals: Any, tangents: Any) -> Any:
+    # higher derivatives on the portable formulas (the kernel's outputs as the primal)
+    (x, t, w), (dx, _, dw) = primals, tangents
+    out = _ce_value(x, t, w, settings, grad)
+
+    def value(x: Any, w: Any) -> Any:
+        loss, d = _ce_portable(x, t, w, settings, grad)
+        return (loss.astype(x.dtype), None if d is None else d.astype(x.dtype))
+
+    return out, jax.jvp(value, (x, w), (dx, dw))[1]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _ce(x: Any, t: Any, w: Any, settings: tuple[Any, ...]) -> Any:
+    return _ce_value(x, t, w, settings, False)[0]
+
+
+def _ce_fwd(x: Any, t: Any, w: Any, settings: tuple[Any, ...]) -> Any:
+    loss, dx = _ce_value(x, t, w, settings, True)
+    return loss, (dx, x, t, w)
+
+
+def _ce_bwd(settings: tuple[Any, ...], residuals: Any, g: Any) -> Any:
+    dx, x, t, w = residuals
+    # dx is the gradient of the reduced loss (of the rows' sum for "none")
+    dlogits = g[..., None] * dx if settings[2] == "none" else g * dx
+    dw = None
+    if settings[3]:
+        # the weights' gradient on the portable formulas (XLA drops it when unused)
+        def loss_of_w(w: Any) -> Any:
+            return _ce_portable(jax.lax.stop_gradient(x), t, w, settings, False)[0]
+
+        dw = jax.vjp(loss_of_w, w)[1](g)[0]
+    return dlogits, None, dw
+
+
+_ce.defvjp(_ce_fwd, _ce_bwd)
+
+
+def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) -> Any:
+    """``(loss, dlogits or None)`` through the fused kernel, or None for the portable path.
+
+    Serves float32 and float64 logits with integer class indices, any class axis, with
+    or without ``weight``, ``ignore_index`` and ``label_smoothing``, any reduction;
+    ``z_loss``, ``softcap`` and probability targets take the portable path.  The checks
+    are those of the portable path, with its messages; the values of a traced target are
+    checked by the kernel (an error when the computation runs).
+    """
+    from .._backend import is_concrete, to_numpy
+    from .._options import (
+        check_class_axis,
+        check_ignore_index,
+        check_indices,
+        check_label_smoothing,
+        check_reduction,
+    )
+
+    if logits.ndim == 0 or not _served(logits):
+        return None
+    z_loss, softcap = options["z_loss"], options["softcap"]
+    if softcap is not None or not (type(z_loss) in (int, float) and z_loss == 0):
+        return None
+    axis = check_class_axis(options["axis"], logits.ndim)
+    reduction = check_reduction(options["reduction"])
+    ignore = check_ignore_index(options["ignore_index"])
+    eps = check_label_smoothing(options["label_smoothing"])
+    if not isinstance(target, jax.Array) or not jnp.issubdtype(target.dtype, jnp.integer):
+        return None  # NumPy targets, probabilities, booleans: the portable path
+    n_classes = logits.shape[axis]
+    row_shape = tuple(logits.shape[:axis]) + tuple(logits.shape[axis + 1 :])
+    if tuple(target.shape) != row_shape or n_classes == 0:
+        return None  # the portable path words the error
+    weight = options["weight"]
+    if weight is not None and not (
+        isinstance(weight, jax.Array) and tuple(weight.shape) == (n_classes,)
+    ):
+        return None
+    if is_concrete(target):
+        check_indices(to_numpy(target), n_classes, ignore)
+    x = jnp.moveaxis(logits, axis, -1).reshape(-1, n_classes)
+    wide = jnp.int64 if jax.config.read("jax_enable_x64") else jnp.int32
+    t = target.reshape(-1).astype(wide if target.dtype.itemsize > 4 else jnp.int32)
+    w = jnp.ones((n_classes,), x.dtype) if weight is None else weight.astype(x.dtype)
+    # (ignore, eps, reduction, weighted): hashable, for nondiff_argnums
+    settings = (ignore, eps, reduction, weight is not None)
+    if not need_grad:
+        loss = _ce(x, t, w, settings)
+        return (loss.reshape(row_shape) if reduction == "none" else loss), None
+    loss, dx = _ce_value(x, t, w, settings, True)
+    if reduction == "none":
+        loss = loss.reshape(row_shape)
+    dlogits = jnp.moveaxis(dx.reshape(*row_shape, n_classes), -1, axis)
+    return loss, dlogits
