@@ -257,6 +257,7 @@ EAGER_CALLS = {
     "ce_grad-weight": lambda x, t: (sk.cross_entropy_grad, (x, t), {"weight": x[0] ** 2}),
     "nll": lambda x, t: (sk.nll_loss, (x, t), {}),
     "bce": lambda x, t: (sk.binary_cross_entropy_with_logits, (x, jnp.abs(jnp.tanh(x))), {}),
+    "pmf_normalize": lambda x, t: (sk.pmf_normalize, (jnp.abs(x) + 0.1,), {"axis": 0}),
 }
 
 

@@ -504,6 +504,52 @@ def _first_position(mask: Array) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(to_numpy(mask))[0])
 
 
+def _check_counts(xp: ModuleType, c: Array) -> None:
+    bad = ~xp.isfinite(c) | (c < 0)
+    if bool(xp.any(bad)):
+        pos = _first_position(bad)
+        raise SoftmaxkitValueError(
+            f"`counts` must be finite and non-negative; position {pos} holds "
+            f"{to_numpy(c)[pos].item()!r}"
+        )
+
+
+def _check_totals(xp: ModuleType, total: Array, axes: tuple[int, ...]) -> None:
+    if bool(xp.any(total == 0)):
+        pos = _first_position(total == 0)
+        raise SoftmaxkitValueError(
+            f"`counts` must have a positive total along `axis` {axes}; the slice "
+            f"starting at position {pos} sums to 0"
+        )
+
+
+def _pmf_normalize_flagged(counts: Array, *, axis: tuple[int, ...]) -> tuple[Array, Array]:
+    """``(pmf_normalize(counts, axis), refused)``, traced: ``refused`` says a check fails."""
+    xp = namespace(counts)
+    c = cast(xp, counts, compute_dtype(xp, counts.dtype)[0])
+    total = xp.sum(c, axis=axis, keepdims=True)
+    refused = xp.any(~xp.isfinite(c) | (c < 0)) | xp.any(total == 0)
+    return pmf_normalize(counts, axis), refused
+
+
+def _pmf_normalize_eager(counts: Array, axis: Axis) -> Array:
+    """:func:`pmf_normalize` of an eager JAX array as one computation, its checks included.
+
+    The value checks are computed in the same computation as the result, as one flag;
+    only a refused input is inspected again on the host, to name the position.
+    """
+    axes = normalize_axis(axis, counts.ndim)
+    if math.prod(counts.shape) == 0:
+        return whole_jit(pmf_normalize, (counts,), {}, {"axis": axes})
+    p, refused = whole_jit(_pmf_normalize_flagged, (counts,), {}, {"axis": axes})
+    if bool(refused):
+        xp = namespace(counts)
+        c = cast(xp, counts, compute_dtype(xp, counts.dtype)[0])
+        _check_counts(xp, c)
+        _check_totals(xp, xp.sum(c, axis=axes, keepdims=True), axes)
+    return p
+
+
 def pmf_normalize(counts: ArrayT, /, axis: Axis = -1, *, out: np.ndarray | None = None) -> ArrayT:
     r"""Counts divided by their total along ``axis``: the frequentist PMF.
 
@@ -541,6 +587,8 @@ def pmf_normalize(counts: ArrayT, /, axis: Axis = -1, *, out: np.ndarray | None 
     >>> pmf_normalize(np.array([1, 1, 2]), out=p) is p
     True
     """
+    if is_eager_jax(counts) and out is None:
+        return _pmf_normalize_eager(counts, axis)
     counts = as_array(counts, "counts")
     xp = namespace(counts)
     axes = normalize_axis(axis, counts.ndim)
@@ -555,23 +603,13 @@ def pmf_normalize(counts: ArrayT, /, axis: Axis = -1, *, out: np.ndarray | None 
     # vmap): the torch backend checks them as it can there, without the position
     check = None if concrete or not is_torch(c) else _backends.torch_backend().check
     if concrete:
-        bad = ~xp.isfinite(c) | (c < 0)
-        if bool(xp.any(bad)):
-            pos = _first_position(bad)
-            raise SoftmaxkitValueError(
-                f"`counts` must be finite and non-negative; position {pos} holds "
-                f"{to_numpy(c)[pos].item()!r}"
-            )
+        _check_counts(xp, c)
     elif check is not None:
         check(xp.isfinite(c) & (c >= 0), "`counts` must be finite and non-negative")
     with numpy_quiet(c, over="ignore"):  # an overflowing total is rescued below
         total = xp.sum(c, axis=axes, keepdims=True)
-    if concrete and bool(xp.any(total == 0)):
-        pos = _first_position(total == 0)
-        raise SoftmaxkitValueError(
-            f"`counts` must have a positive total along `axis` {axes}; the slice "
-            f"starting at position {pos} sums to 0"
-        )
+    if concrete:
+        _check_totals(xp, total, axes)
     if check is not None:
         check(total != 0, f"`counts` must have a positive total along `axis` {axes}")
     overflow = total == xp.inf
