@@ -290,11 +290,15 @@ def _np_backward(x, w, b, opt: _Options, lse: np.ndarray, scales: np.ndarray):
 
 # --- PyTorch ---------------------------------------------------------------------------------
 #
-# Torch tensors go to the operators of softmaxkit._backends._torch_linear_ce, whose CPU
-# kernel runs the NumPy code above on views of the tensors' memory: NumPy's BLAS was
-# markedly faster than torch.mm for these shapes on the AMD machine we measured.  Tests
-# turn this off to run the torch code (which other devices take) on the CPU.
-_CPU_TENSORS_VIA_NUMPY = True
+# Torch tensors go to the operators of softmaxkit._backends._torch_linear_ce.  On the CPU
+# they can run the NumPy code above on views of the tensors' memory (True) or the same
+# chunks in torch operations, as other devices do (False).  NumPy's BLAS was the faster on
+# the AMD machine first measured, but on the 2-core Intel machine of 2026-12-02, 2 threads,
+# the NumPy path's three thread pools (OpenBLAS, our OpenMP, torch's OpenMP) spin against
+# each other at every chunk: (256, 128) x 100,000 classes, forward and backward, took 245 ms
+# both ways with the default chunks but 354 ms (NumPy) against 165 ms (torch) with chunks of
+# 8192 classes, and (2048, 512) x 32,000 1208 ms against 1143 ms.  Tests run both.
+_CPU_TENSORS_VIA_NUMPY = False
 
 
 def _torch_backend(*arrays: Array) -> Any:

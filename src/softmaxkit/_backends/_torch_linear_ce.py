@@ -14,10 +14,9 @@ and are never saved.  ``chunk_size`` None means the default of
 :func:`softmaxkit.linear_cross_entropy`.  A gradient ``output_mask`` leaves out comes
 back empty, shape (0,), as does ``d_bias`` without a bias.
 
-* CPU kernels: float32 and float64 run the NumPy chunk code of
-  :mod:`softmaxkit._linear_ce` on views of the tensors' memory, as
-  ``linear_cross_entropy_grad`` does on NumPy arrays; other dtypes, and every other
-  device, run the same chunks in torch operations.
+* Every device runs the chunks in torch operations.  On the CPU, float32 and float64
+  can instead run the NumPy chunk code of :mod:`softmaxkit._linear_ce` on views of the
+  tensors' memory (``_linear_ce._CPU_TENSORS_VIA_NUMPY``, off by default: see there why).
 * Fake implementations give the shapes (``meta`` tensors, ``torch.compile``, ``opcheck``).
 * Autograd: the forward operator's formula is the backward operator, registered on the
   operator and as an ``autograd.Function`` (``torch.func`` needs its ``setup_context``).
