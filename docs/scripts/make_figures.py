@@ -92,6 +92,14 @@ def bench_figure(figures: Path) -> None:
     fig.savefig(figures / "bench_softmax.png", dpi=100, bbox_inches="tight")
 
 
+def bench_lm_figure(figures: Path) -> None:
+    """Held-out perplexity against training time, per method, from the recorded bench lm run."""
+    from softmaxkit._bench.lm import _figure
+
+    record = json.loads((DOCS / "data" / "bench_lm.json").read_text())
+    _figure(record["runs"], figures / "bench_lm.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DOCS / "figures")
@@ -100,6 +108,7 @@ def main() -> None:
     demo_figures(out)
     calibration_figure(out)
     bench_figure(out)
+    bench_lm_figure(out)
 
 
 if __name__ == "__main__":
