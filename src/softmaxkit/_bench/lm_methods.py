@@ -115,9 +115,7 @@ class LinearCrossEntropy(_Dense):
 
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         chunk = max(1, self.CHUNK_ENTRIES // max(1, h.shape[0]))
-        return softmaxkit.linear_cross_entropy(
-            h, self.weight, y, bias=self.bias, chunk_size=chunk
-        )
+        return softmaxkit.linear_cross_entropy(h, self.weight, y, bias=self.bias, chunk_size=chunk)
 
 
 class _Sampled(Method):
