@@ -27,6 +27,7 @@ from typing import Any
 __all__ = [
     "SUITES",
     "THREADS",
+    "format_bound",
     "format_suite",
     "machine",
     "measure",
@@ -249,6 +250,11 @@ def _cell(value: Any) -> str:
             return f"{value:.2f}"
         return f"{value:.3g}"
     return str(value)
+
+
+def format_bound(value: float | None) -> str:
+    """A table cell for a row's target ratio: ``<= 0.7``, or ``-`` where the row has none."""
+    return "-" if value is None else f"<= {value:g}"
 
 
 def format_suite(result: dict[str, Any]) -> str:

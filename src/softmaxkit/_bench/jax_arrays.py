@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import THREADS, measure, paired_medians
+from . import THREADS, format_bound, measure, paired_medians
 from .softmax import scores
 
 __all__ = ["pair", "run", "smoke"]
@@ -119,10 +119,6 @@ def smoke(calls: list[dict[str, Any]]) -> dict[str, Any]:
     return {"results": [pair(**call) for call in calls]}
 
 
-def _bound(value: float | None) -> str:
-    return "-" if value is None else f"<= {value:g}"
-
-
 def run(*, quick: bool = False, repeat: int | None = None) -> dict[str, Any]:
     rows_spec = QUICK_ROWS if quick else ROWS
     repeat = repeat or (5 if quick else 15)
@@ -146,7 +142,16 @@ def run(*, quick: bool = False, repeat: int | None = None) -> dict[str, Any]:
         extra[f"{op} {shape}"] = answer
         ref, ours, off = (seconds[name] for name in CONTENDERS)
         rows.append(
-            [op, f"{shape}", ref * 1e3, ours * 1e3, ours / ref, off * 1e3, off / ref, _bound(bound)]
+            [
+                op,
+                f"{shape}",
+                ref * 1e3,
+                ours * 1e3,
+                ours / ref,
+                off * 1e3,
+                off / ref,
+                format_bound(bound),
+            ]
         )
     notes = [
         f"float32 JAX arrays on CPU, {THREADS} threads, everything under jax.jit; the "

@@ -23,7 +23,7 @@ import math
 import time
 from typing import Any
 
-from . import THREADS, measure, paired_medians
+from . import THREADS, format_bound, measure, paired_medians
 from .softmax import scores
 
 __all__ = ["compiled_model", "pair", "run", "smoke"]
@@ -164,10 +164,6 @@ def smoke(calls: list[dict[str, Any]]) -> dict[str, Any]:
     return {"results": [pair(**call) for call in calls]}
 
 
-def _bound(value: float | None) -> str:
-    return "-" if value is None else f"<= {value:g}"
-
-
 def run(*, quick: bool = False, repeat: int | None = None) -> dict[str, Any]:
     rows_spec = QUICK_ROWS if quick else ROWS
     repeat = repeat or (5 if quick else 15)
@@ -202,7 +198,9 @@ def run(*, quick: bool = False, repeat: int | None = None) -> dict[str, Any]:
             seconds = answer["seconds"]
         extra[f"{op} {shape} {passes}"] = answer
         theirs, ours = seconds["torch"], seconds["softmaxkit"]
-        rows.append([op, shape, passes, theirs * 1e3, ours * 1e3, ours / theirs, _bound(bound)])
+        rows.append(
+            [op, shape, passes, theirs * 1e3, ours * 1e3, ours / theirs, format_bound(bound)]
+        )
     compile_note = []
     compiled = answers[-1] if not quick else {}
     if "compile_seconds" in compiled:
