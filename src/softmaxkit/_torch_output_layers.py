@@ -32,6 +32,14 @@ def _check_dtype(dtype: Any) -> None:
         )
 
 
+def init_output_rows(weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """An output layer's rows ~ N(0, 1/D), so that the initial logits are O(1); bias 0."""
+    with torch.no_grad():
+        weight.normal_(0.0, 1.0 / math.sqrt(weight.shape[1]))
+        if bias is not None:
+            bias.zero_()
+
+
 class HierarchicalSoftmax(nn.Module):
     r"""An output layer over many classes: word2vec's hierarchical softmax.
 
@@ -112,10 +120,7 @@ class HierarchicalSoftmax(nn.Module):
 
     def reset_parameters(self) -> None:
         """``weight`` ~ N(0, 1/D) so that initial node logits are O(1); ``bias`` = 0."""
-        with torch.no_grad():
-            self.weight.normal_(0.0, 1.0 / math.sqrt(self.embedding_dim))
-            if self.bias is not None:
-                self.bias.zero_()
+        init_output_rows(self.weight, self.bias)
 
     def _take(self, weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, weight, sparse=self.sparse)

@@ -7,7 +7,6 @@ This module is only about PyTorch, so it imports torch at its top;
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,12 @@ from ._errors import SoftmaxkitTypeError, SoftmaxkitValueError
 from ._losses import cross_entropy
 from ._options import check_count as _count
 from ._options import check_flag, check_reduction
-from ._torch_output_layers import AdaptiveSoftmax, AdaptiveSoftmaxOutput, HierarchicalSoftmax
+from ._torch_output_layers import (
+    AdaptiveSoftmax,
+    AdaptiveSoftmaxOutput,
+    HierarchicalSoftmax,
+    init_output_rows,
+)
 from ._torch_retrieval import InBatchSoftmaxLoss
 from ._typing import Reduction, Seed
 from .sampling import (
@@ -159,10 +163,7 @@ class SampledSoftmaxLoss(nn.Module):
 
     def reset_parameters(self) -> None:
         """``weight`` ~ N(0, 1/D) so that initial logits are O(1); ``bias`` = 0."""
-        with torch.no_grad():
-            self.weight.normal_(0.0, 1.0 / math.sqrt(self.embedding_dim))
-            if self.bias is not None:
-                self.bias.zero_()
+        init_output_rows(self.weight, self.bias)
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """Full logits ``inputs @ weight.T + bias``, shape (B, num_classes), for prediction."""
