@@ -84,9 +84,10 @@ def kernel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 # GPU tensors take), and the portable array-API code.
 TORCH_PATHS: tuple[str, ...] = ("operators", "fused", "portable")
 
-# JAX arrays on CPU: "ffi" (the kernels as XLA custom calls, softmaxkit._backends._jax) and
-# "portable" (the array-API code under jit, what other devices take).
-JAX_PATHS: tuple[str, ...] = ("ffi", "portable")
+# JAX arrays on CPU: "ffi" (the kernels as XLA custom calls, softmaxkit._backends._jax),
+# "graph" (the lean XLA graphs of softmaxkit._backends._jax_graph, what other devices
+# take) and "portable" (the array-API code under jit, the reference).
+JAX_PATHS: tuple[str, ...] = ("ffi", "graph", "portable")
 
 ENGINES = (
     *(f"numpy-{path}" for path in KERNEL_PATHS),
@@ -104,8 +105,14 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> B
     if name == "torch":
         _use_torch_path(monkeypatch, path)
     if name == "jax":
-        _use_kernel_path(monkeypatch, "compiled" if path == "ffi" else "portable")
+        _use_jax_path(monkeypatch, path)
     return Backend(name)
+
+
+def _use_jax_path(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    from softmaxkit._backends import _jax
+
+    monkeypatch.setattr(_jax, "_path", path)
 
 
 def _use_torch_path(monkeypatch: pytest.MonkeyPatch, path: str) -> None:

@@ -1,9 +1,12 @@
-"""The JAX backend: the kernels as XLA FFI custom calls (softmaxkit._backends._jax).
+"""The JAX backend: the kernels as XLA FFI custom calls, and the lean XLA graphs.
 
-The edge-case matrix and option grids on the FFI path equal the portable path (and, the
-maths being the same compiled code, the NumPy kernels bit for bit); jit, grad, vmap,
-jacrev and hessian; x64 off (in a subprocess); compilations counted; the extension absent.
-The `engine` fixture of conftest.py runs the other core test files on both JAX paths too.
+Both paths of softmaxkit._backends._jax, "ffi" (the kernels as custom calls, on CPU) and
+"graph" (softmaxkit._backends._jax_graph, what other devices run), take the edge-case
+matrix and option grids and equal the portable path; the FFI path also equals the NumPy
+kernels bit for bit (the same compiled code).  jit, grad, vmap, jacrev, hessian (and
+forward mode on the graph path); x64 off (in a subprocess); compilations counted; the
+extension absent.  The `engine` fixture of conftest.py runs the other core test files on
+all three JAX paths too.
 """
 
 from __future__ import annotations
@@ -34,8 +37,18 @@ RNG = np.random.default_rng(11)
 
 
 def portable(fn, *args, **kwargs):
-    with _kernels.use(False):
+    with _jax.use_path("portable"):
         return fn(*args, **kwargs)
+
+
+# The two paths of the backend under test; each test runs on both.
+PATHS = ("ffi", "graph")
+
+
+@pytest.fixture(params=PATHS)
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(_jax, "_path", request.param)
+    return str(request.param)
 
 
 def close(a, b, dtype) -> None:
@@ -58,6 +71,11 @@ def edge_matrix(dtype) -> np.ndarray:
         [3e38, -3e38, 1e38, 0.0, 1.0],
         [0.0, -1000.0, -2000.0, -1e30, 5.0],
     ]
+    tiny = float(np.finfo(dtype).smallest_subnormal)
+    rows += [
+        [2.0, 2.0, 1.0, 2.0, 0.0],  # ties at the max: each of them counts
+        [tiny, 0.0, -tiny, tiny, -1.0],  # maxima one subnormal step from their neighbours
+    ]
     return np.asarray(rows, dtype=dtype)
 
 
@@ -78,24 +96,29 @@ def compilations() -> Iterator[list[str]]:
         active[0] = False
 
 
-def test_jax_arrays_on_cpu_take_the_ffi_backend() -> None:
+def test_jax_arrays_on_cpu_take_the_ffi_backend_and_the_graph_without_kernels() -> None:
     x = jnp.ones((2, 3))
     assert _backends.select(x) is _jax
+    assert "softmaxkit_forward" in str(jax.make_jaxpr(lambda v: sk.softmax(v))(x))
     with _kernels.use(False):
+        assert _backends.select(x) is _jax and _jax.path() == "auto"
+        jaxpr = str(jax.make_jaxpr(lambda v: sk.softmax(v))(x))
+    assert "softmaxkit" not in jaxpr and "reduce_max" in jaxpr
+    with _jax.use_path("portable"):
         assert _backends.select(x) is None
-    jaxpr = str(jax.make_jaxpr(lambda v: sk.softmax(v))(x))
-    assert "softmaxkit_forward" in jaxpr
+    with pytest.raises(sk.SoftmaxkitValueError, match="`name` must be one of"):
+        _jax.use_path("gpu")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("fn", [sk.softmax, sk.log_softmax, sk.logsumexp])
-def test_edge_matrix_equals_portable_and_numpy_kernels(fn, dtype) -> None:
+def test_edge_matrix_equals_portable_and_numpy_kernels(fn, dtype, path) -> None:
     x = edge_matrix(dtype)
     got = fn(jnp.asarray(x))
     assert got.dtype == dtype
     close(got, portable(fn, jnp.asarray(x)), dtype)
-    # the same compiled kernel as the NumPy path: the same bits
-    np.testing.assert_array_equal(np.asarray(got), fn(x))
+    if path == "ffi":  # the same compiled kernel as the NumPy path: the same bits
+        np.testing.assert_array_equal(np.asarray(got), fn(x))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -104,18 +127,19 @@ def test_edge_matrix_equals_portable_and_numpy_kernels(fn, dtype) -> None:
     [((6, 7), -1), ((6, 7), 0), ((3, 4, 5), (0, 2)), ((3, 4, 5), (1, 2)), ((2, 3, 4), None)],
 )
 @pytest.mark.parametrize("temperature", [1.0, 0.3, 7.0])
-def test_axes_and_temperature_grid(shape, axis, temperature, dtype) -> None:
+def test_axes_and_temperature_grid(shape, axis, temperature, dtype, path) -> None:
     x = RNG.normal(size=shape).astype(dtype) * 4
     for fn in (sk.softmax, sk.log_softmax):
         got = fn(jnp.asarray(x), axis, temperature=temperature)
         close(got, portable(fn, jnp.asarray(x), axis, temperature=temperature), dtype)
-        np.testing.assert_array_equal(np.asarray(got), fn(x, axis, temperature=temperature))
+        if path == "ffi":
+            np.testing.assert_array_equal(np.asarray(got), fn(x, axis, temperature=temperature))
     got = sk.logsumexp(jnp.asarray(x), axis, keepdims=True)
     close(got, portable(sk.logsumexp, jnp.asarray(x), axis, keepdims=True), dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_backward_functions_equal_portable(dtype) -> None:
+def test_backward_functions_equal_portable(dtype, path) -> None:
     x = edge_matrix(dtype)[[0, 1, 3, 4, 7]]
     g = RNG.normal(size=x.shape).astype(dtype)
     for fn in (sk.softmax_backward, sk.log_softmax_backward):
@@ -124,7 +148,22 @@ def test_backward_functions_equal_portable(dtype) -> None:
             args = (jnp.asarray(g), jnp.asarray(y_axis))
             got = fn(*args, axis=axis)
             close(got, portable(fn, *args, axis=axis), dtype)
-            np.testing.assert_array_equal(np.asarray(got), fn(g, y_axis, axis=axis))
+            if path == "ffi":
+                np.testing.assert_array_equal(np.asarray(got), fn(g, y_axis, axis=axis))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_probabilities_near_zero_keep_their_relative_accuracy(dtype, path) -> None:
+    # log p of the max is -log1p(sum of the rest): exp(-40) is far below the dtype's eps
+    x = jnp.asarray(np.array([[0.0, -40.0, -45.0], [-45.0, 0.0, -40.0]], dtype=dtype))
+    t = jnp.asarray([0, 1])
+    want = -(np.exp(-40.0) + np.exp(-45.0))
+    f = jax.jit(lambda v: (sk.log_softmax(v), sk.cross_entropy(v, t, reduction="none")))
+    logp, loss = f(x)
+    np.testing.assert_allclose(np.asarray(logp)[[0, 1], [0, 1]], [want, want], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(loss), [-want, -want], rtol=1e-6)
+    lse = jax.jit(lambda v: sk.logsumexp(v, -1))(x)
+    np.testing.assert_allclose(np.asarray(lse), [-want, -want], rtol=1e-6)
 
 
 # every reduction with every pairing of weight, ignore_index and smoothing, each dtype
@@ -145,7 +184,7 @@ CE_GRID = [
     CE_GRID,
     ids=lambda o: "-".join(map(str, o.values())) if isinstance(o, dict) else np.dtype(o).name,
 )
-def test_cross_entropy_option_grid_equals_portable(options, dtype) -> None:
+def test_cross_entropy_option_grid_equals_portable(options, dtype, path) -> None:
     n, c = 9, 6
     x = (RNG.normal(size=(n, c)) * 3).astype(dtype)
     t = RNG.integers(0, c, n)
@@ -172,7 +211,7 @@ def test_cross_entropy_option_grid_equals_portable(options, dtype) -> None:
         close(a, b, dtype)
 
 
-def test_cross_entropy_class_axis_and_rows_the_kernel_leaves() -> None:
+def test_cross_entropy_class_axis_and_rows_the_kernel_leaves(path) -> None:
     x = RNG.normal(size=(3, 5, 4))
     t = RNG.integers(0, 5, (3, 4))
     xj, tj = jnp.asarray(x), jnp.asarray(t)
@@ -183,7 +222,7 @@ def test_cross_entropy_class_axis_and_rows_the_kernel_leaves() -> None:
         close(got[1], ref[1], np.float64)
     # +inf, all -inf and NaN rows, target mass on -inf: the portable path decides them
     x = edge_matrix(np.float64)
-    t = jnp.asarray([0, 1, 2, 0, 1, 2, 3, 2])
+    t = jnp.asarray([0, 1, 2, 0, 1, 2, 3, 2, 1, 0])
     for reduction in ("mean", "sum", "none"):
         got = sk.cross_entropy_grad(jnp.asarray(x), t, reduction=reduction)
         ref = portable(sk.cross_entropy_grad, jnp.asarray(x), t, reduction=reduction)
@@ -191,10 +230,16 @@ def test_cross_entropy_class_axis_and_rows_the_kernel_leaves() -> None:
         close(got[1], ref[1], np.float64)
 
 
-def test_traced_target_out_of_range_fails_in_the_kernel() -> None:
+def test_traced_target_out_of_range_fails_in_the_kernel_and_is_nan_on_the_graph() -> None:
     f = jax.jit(lambda v, t: sk.cross_entropy(v, t))
     with pytest.raises(Exception, match="class index 7"):
         jax.block_until_ready(f(jnp.ones((2, 3)), jnp.asarray([0, 7])))
+    # a device cannot raise: the graph path makes such a row's loss and gradient NaN
+    with _jax.use_path("graph"):
+        g = jax.jit(lambda v, t: sk.cross_entropy_grad(v, t, reduction="none"))
+        loss, dx = g(jnp.ones((3, 3)), jnp.asarray([0, 7, -5]))
+    assert np.isfinite(loss[0]) and np.isnan(loss[1:]).all()
+    assert np.isfinite(dx[0]).all() and np.isnan(dx[1:]).all()
     with pytest.raises(sk.SoftmaxkitValueError, match="target"):  # eager: the host's check
         sk.cross_entropy(jnp.ones((2, 3)), jnp.asarray([0, 7]))
 
@@ -212,7 +257,7 @@ def scalar(fn):
 
 
 @pytest.mark.parametrize("name", list(FUNCTIONS))
-def test_transformations_equal_portable(name) -> None:
+def test_transformations_equal_portable(name, path) -> None:
     fn = FUNCTIONS[name]
     x = jnp.asarray(RNG.normal(size=(4, 5)))
     batch = jnp.stack([x, 2 * x])
@@ -231,13 +276,15 @@ def test_transformations_equal_portable(name) -> None:
         ]
     if name == "log_softmax":
         cases.append((lambda f: jax.jacrev(jax.jacrev(f)), x))
+    if path == "graph":  # forward mode too: no custom_vjp on the graph path
+        cases += [(lambda f: jax.jacfwd(f), x), (lambda f: jax.jacfwd(jax.grad(f)), x)]
     for make, arg in cases:
         got = make(scalar(fn))(arg)
         want = portable(make(scalar(fn)), arg)
         close(got, want, np.float64)
 
 
-def test_vmap_batches_the_custom_call_without_a_loop() -> None:
+def test_vmap_batches_the_custom_call_without_a_loop(path) -> None:
     x = jnp.asarray(RNG.normal(size=(3, 4, 5)))
     t = jnp.asarray(RNG.integers(0, 5, (3, 4)))
     batched = jax.jit(jax.vmap(lambda v, y: sk.cross_entropy_grad(v, y)))(x, t)
@@ -246,7 +293,7 @@ def test_vmap_batches_the_custom_call_without_a_loop() -> None:
         close(batched[0][i], one[0], np.float64)
         close(batched[1][i], one[1], np.float64)
     jaxpr = str(jax.make_jaxpr(jax.vmap(lambda v: sk.softmax(v)))(x))
-    assert jaxpr.count("softmaxkit_forward") == 1 and "while" not in jaxpr
+    assert jaxpr.count("softmaxkit_forward") == (path == "ffi") and "while" not in jaxpr
 
 
 EAGER_CALLS = {
@@ -263,9 +310,9 @@ EAGER_CALLS = {
 
 
 @pytest.mark.parametrize("name", list(EAGER_CALLS))
-@pytest.mark.parametrize("kernels", [True, False], ids=["ffi", "portable"])
-def test_an_eager_call_is_one_computation_and_new_values_never_recompile(name, kernels) -> None:
-    shape = (64, 37 + 2 * kernels)  # a shape of its own per case: nothing cached before
+@pytest.mark.parametrize("every", ["ffi", "graph", "portable"])
+def test_an_eager_call_is_one_computation_and_new_values_never_recompile(name, every) -> None:
+    shape = (64, 37 + 2 * ["ffi", "graph", "portable"].index(every))  # nothing cached before
     calls = []
     for _ in range(3):
         x = jnp.asarray(RNG.normal(size=shape))
@@ -273,7 +320,7 @@ def test_an_eager_call_is_one_computation_and_new_values_never_recompile(name, k
     jax.block_until_ready([c[1:] for c in calls])
     # array_api_compat's first look at a JAX array compiles two scalar ops, once per process
     array_api_compat.array_namespace(calls[0][1][0])
-    with _kernels.use(kernels), compilations() as events:
+    with _jax.use_path(every), compilations() as events:
         fn, args, kwargs = calls[0]
         jax.block_until_ready(fn(*args, **kwargs))
         first = len(events)
@@ -298,13 +345,13 @@ def test_results_do_not_depend_on_the_thread_count() -> None:
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_extension_absent_means_the_portable_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_extension_absent_means_the_graph_path(monkeypatch: pytest.MonkeyPatch) -> None:
     x = jnp.asarray(edge_matrix(np.float64))
-    t = jnp.asarray([0, 1, 2, 0, 1, 2, 3, 2])
+    t = jnp.asarray([0, 1, 2, 0, 1, 2, 3, 2, 1, 0])
     want = [sk.softmax(x), sk.log_softmax(x), sk.cross_entropy(x, t, reduction="none")]
     monkeypatch.setattr(_kernels, "jax_kernels", lambda: None)
     monkeypatch.setattr(_jax, "_registered", None)
-    assert not _jax.enabled() and _backends.select(x) is None
+    assert not _jax.enabled() and _backends.select(x) is _jax
     got = [sk.softmax(x), sk.log_softmax(x), sk.cross_entropy(x, t, reduction="none")]
     assert "softmaxkit" not in str(jax.make_jaxpr(lambda v: sk.softmax(v))(x))
     for a, b in zip(got, want, strict=True):
@@ -340,10 +387,13 @@ def test_x64_off() -> None:
                     jax.hessian(lambda v: jnp.sum(sk.log_softmax(v) ** 2))(x[:2])]
         ffi = run()
         with _kernels.use(False):
+            graph = run()
+        with _backends.jax_backend().use_path("portable"):
             ref = run()
-        for a, b in zip(ffi, ref):
-            assert a.dtype == b.dtype == jnp.float32, (a.dtype, b.dtype)
+        for a, g, b in zip(ffi, graph, ref):
+            assert a.dtype == g.dtype == b.dtype == jnp.float32, (a.dtype, g.dtype, b.dtype)
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
+            np.testing.assert_allclose(np.asarray(g), np.asarray(b), rtol=2e-5, atol=2e-6)
         print("ok")
         """
     )

@@ -27,9 +27,10 @@ way; its losses live in :mod:`._torch_losses` and ``linear_cross_entropy`` in
 * NumPy arrays: :mod:`._numpy`, the compiled C kernels.
 * PyTorch tensors: :mod:`._torch`, ``torch.library`` operators over the same
   kernels on CPU, PyTorch's fused functions elsewhere.
-* JAX arrays on CPU: :mod:`._jax`, the same kernels as XLA custom calls (``jax.ffi``)
-  with ``custom_vjp``, where the extension ``_jax_kernels`` was built and the kernels
-  are enabled; on other devices (and without it) the portable path.
+* JAX arrays: :mod:`._jax`.  On CPU, where the extension ``_jax_kernels`` was built and
+  the kernels are enabled, the same kernels as XLA custom calls (``jax.ffi``) with
+  ``custom_vjp``; elsewhere (other devices, the kernels off or not built) the lean XLA
+  graphs of :mod:`._jax_graph`.
 * Anything else (other array-API libraries): the portable path.
 
 Nothing here imports a framework: the torch and JAX backends are loaded only once
@@ -80,7 +81,7 @@ def select(x: Any) -> ModuleType | None:
     if torch is not None and isinstance(x, torch.Tensor):
         return torch_backend()
     jax = sys.modules.get("jax")
-    if jax is not None and isinstance(x, jax.Array) and _numpy.enabled():
+    if jax is not None and isinstance(x, jax.Array):
         backend = jax_backend()
         return backend if backend.serves(x) else None
     return None

@@ -37,18 +37,23 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _kernels
+from .._errors import SoftmaxkitValueError
+from . import _jax_graph
 
 __all__ = [
     "NAME",
+    "PATHS",
     "cross_entropy",
     "enabled",
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",
     "loss_input",
+    "path",
     "serves",
     "softmax",
     "softmax_backward",
+    "use_path",
 ]
 
 NAME = "jax"
@@ -60,6 +65,37 @@ _registered: bool | None = None
 # higher derivatives): their softmax must be the portable one, which forward mode can
 # differentiate, not this module's custom_vjp.  Tracing is synchronous: a flag suffices.
 _portable_now = False
+
+# How JAX arrays are served: "auto" (the custom calls on CPU where the extension is built
+# and the kernels are enabled, the lean graphs of _jax_graph elsewhere), or forced, for
+# the tests and the benchmark that run every path ("portable": the array-API code).
+PATHS = ("auto", "ffi", "graph", "portable")
+_path = "auto"
+
+
+def path() -> str:
+    return _path
+
+
+class use_path:
+    """``with use_path("graph"): ...`` runs JAX arrays on one path (tests, benchmark).
+
+    The path is read while tracing: a ``jax.jit`` function keeps the path of its
+    first trace.
+    """
+
+    def __init__(self, name: str) -> None:
+        if name not in PATHS:
+            raise SoftmaxkitValueError(f"`name` must be one of {PATHS}; got {name!r}")
+        self.name = name
+
+    def __enter__(self) -> None:
+        global _path
+        self.previous, _path = _path, self.name
+
+    def __exit__(self, *exc: object) -> None:
+        global _path
+        _path = self.previous
 
 
 def _register() -> bool:
@@ -88,14 +124,23 @@ def enabled() -> bool:
 
 def serves(x: Any) -> bool:
     """Whether ``x`` (a JAX array or tracer) is computed here rather than by the portable path."""
-    if _portable_now or not enabled():
-        return False
+    return not _portable_now and _path != "portable"
+
+
+def _on_cpu(x: Any) -> bool:
     if isinstance(x, jax.core.Tracer):
         return bool(jax.default_backend() == "cpu")
     try:
         return all(d.platform == "cpu" for d in x.devices())
-    except Exception:  # a deleted or otherwise unreadable array: the portable path says why
+    except Exception:  # a deleted or otherwise unreadable array: the graph path says why
         return False
+
+
+def _ffi(x: Any) -> bool:
+    """Whether ``x`` takes the custom calls (else the lean graphs of :mod:`._jax_graph`)."""
+    if _path == "auto":
+        return enabled() and _on_cpu(x)
+    return _path == "ffi" and _register()
 
 
 def _served(*arrays: Any) -> bool:
@@ -121,27 +166,46 @@ def _sum1(x: Any) -> Any:
     return jnp.sum(x, axis=1, keepdims=True)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _forward(x: Any, t: float, op: int) -> Any:
+def _ffi_forward(x: Any, t: float, op: int) -> Any:
     """softmax, log_softmax or logsumexp of ``x`` as (outer, n, inner), over axis 1."""
     shape = x.shape if op != _LOGSUMEXP else (x.shape[0], 1, x.shape[2])
     result = jax.ShapeDtypeStruct(shape, x.dtype)
     return _call("softmaxkit_forward", result, x, temperature=np.float64(t), op=np.int32(op))
 
 
-@_forward.defjvp
-def _forward_jvp(t: float, op: int, primals: Any, tangents: Any) -> Any:
-    (x,), (dx,) = primals, tangents
-    y = _forward(x, t, op)
-    zero = jnp.zeros((), dx.dtype)
-    if op == _LOGSUMEXP:
-        p = _forward(x, 1.0, _SOFTMAX)
-        return y, jnp.where(y == jnp.inf, zero, _sum1(p * dx))
-    # slices holding +inf are constants (their entries share the mass whatever x is)
-    dz = jnp.where(_posinf(x), zero, dx / t)
-    if op == _SOFTMAX:
-        return y, y * (dz - _sum1(y * dz))
-    return y, jnp.where(y == -jnp.inf, zero, dz - _sum1(jnp.exp(y) * dz))
+def _with_tangents(primal: Any) -> Any:
+    """``primal(x, t, op)`` as a ``custom_jvp`` whose tangents are the portable formulas.
+
+    The custom call has no derivative of its own, and the lean graph's formulas (a max
+    left out by position) are not what autodiff should see; both get these tangents,
+    written with the function itself, so that they are differentiable again.
+    """
+
+    @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+    def forward(x: Any, t: float, op: int) -> Any:
+        return primal(x, t, op)
+
+    @forward.defjvp
+    def forward_jvp(t: float, op: int, primals: Any, tangents: Any) -> Any:
+        (x,), (dx,) = primals, tangents
+        y = forward(x, t, op)
+        zero = jnp.zeros((), dx.dtype)
+        if op == _LOGSUMEXP:
+            p = forward(x, 1.0, _SOFTMAX)
+            return y, jnp.where(y == jnp.inf, zero, _sum1(p * dx))
+        # slices holding +inf are constants (their entries share the mass whatever x is)
+        dz = jnp.where(_posinf(x), zero, dx / t)
+        if op == _SOFTMAX:
+            return y, y * (dz - _sum1(y * dz))
+        return y, jnp.where(y == -jnp.inf, zero, dz - _sum1(jnp.exp(y) * dz))
+
+    return forward
+
+
+_forward = _with_tangents(_ffi_forward)
+# The graph path: forward mode, reverse mode (the tangents transposed) and higher orders
+# all come from the tangents; no custom_vjp, no backward kernel.
+_graph_forward = _with_tangents(_jax_graph.forward)
 
 
 def _backward_portable(g: Any, y: Any, log: bool) -> Any:
@@ -234,7 +298,16 @@ def _forward_public(x: Any, axes: tuple[int, ...], t: float, out_dtype: Any, op:
     if not _served(x):
         return None
     x3, shape, moved = _layout(x, axes)
-    y = _op(x3, float(t), op)
+    if _ffi(x):
+        y = _op(x3, float(t), op)
+    elif x3.shape[1] > _jax_graph.MAX_POSITIONS[np.dtype(x.dtype)]:
+        return None
+    elif x3.shape[2] == 1:
+        # rows as the minor dimension: XLA's loops over a trailing axis of length 1 were
+        # ten times slower than over (outer, n)
+        y = _graph_forward(x3[:, :, 0], float(t), op)[:, :, None]
+    else:
+        y = _graph_forward(x3, float(t), op)
     if op == _LOGSUMEXP:
         first = len(shape) - len(axes) if moved is not None else (axes[0] if axes else len(shape))
         shape = tuple(1 if first <= i < first + len(axes) else k for i, k in enumerate(shape))
@@ -259,7 +332,8 @@ def _backward_public(g: Any, y: Any, axes: tuple[int, ...], out_dtype: Any, log:
         return None
     g3, shape, moved = _layout(g, axes)
     y3 = _layout(y, axes)[0]
-    return _restore(_backward(g3, y3, log), shape, moved, out_dtype)
+    dx = _backward(g3, y3, log) if _ffi(g) else _backward_portable(g3, y3, log)
+    return _restore(dx, shape, moved, out_dtype)
 
 
 def softmax_backward(g: Any, p: Any, axes: tuple[int, ...], out_dtype: Any) -> Any:
@@ -388,6 +462,63 @@ def _ce_bwd(settings: tuple[Any, ...], residuals: Any, g: Any) -> Any:
 _ce.defvjp(_ce_fwd, _ce_bwd)
 
 
+# --- cross-entropy on the graph path ---------------------------------------------------------
+
+
+def _ce_graph_plain(x: Any, t: Any, w: Any, settings: tuple[Any, ...], grad: bool) -> Any:
+    """``(loss, dx or None)`` of one (N, C) problem from the lean graph, the portable path
+    where it leaves rows (as for the kernel)."""
+    outputs = _jax_graph.cross_entropy(x, t, w, settings, grad)
+    rows, total, special = outputs[:3]
+    loss = rows if settings[2] == "none" else total
+    dx = outputs[3] if grad else None
+
+    def graph() -> Any:
+        return loss, dx
+
+    def portable() -> Any:
+        value, d = _ce_portable(x, t, w, settings, grad)
+        return value.astype(x.dtype), None if d is None else d.astype(x.dtype)
+
+    return jax.lax.cond(special > 0, portable, graph)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _ce_graph(x: Any, t: Any, w: Any, settings: tuple[Any, ...], grad: bool) -> Any:
+    return _ce_graph_plain(x, t, w, settings, grad)
+
+
+@_ce_graph.defjvp
+def _ce_graph_jvp(settings: tuple[Any, ...], grad: bool, primals: Any, tangents: Any) -> Any:
+    # The loss's tangent is the gradient the graph computed, dotted with dx (the formula
+    # of the loss leaves the target's term out of its sum, which autodiff must not see);
+    # the gradient's own tangent (second order) is autodiff of its formula, which is the
+    # plain p - q.  Forward and reverse mode alike: the tangent is linear in dx.
+    # The primal comes from the function itself, so that a derivative of this rule (second
+    # order) takes the rule again rather than autodiff of the loss's formula.
+    (x, t, w), (xd, _, wd) = primals, tangents
+    loss, dx = _ce_graph(x, t, w, settings, True)
+    dx_dot = None
+    if grad:
+
+        def gradient(x: Any, w: Any) -> Any:
+            return _ce_graph_plain(x, t, w, settings, True)[1]
+
+        dx_dot = jax.jvp(gradient, (x, w), (xd, wd))[1]
+    per_row = jnp.sum(dx * xd, axis=-1)
+    loss_dot = per_row if settings[2] == "none" else jnp.sum(per_row)
+    if settings[3]:  # weighted: d loss / d w through the formula, x held fixed (as the FFI path)
+        x_fixed = jax.lax.stop_gradient(x)
+
+        def loss_of_w(w: Any) -> Any:
+            return _ce_graph_plain(x_fixed, t, w, settings, False)[0]
+
+        loss_dot = loss_dot + jax.jvp(loss_of_w, (w,), (wd,))[1]
+    if not grad:
+        return (loss, None), (loss_dot, None)
+    return (loss, dx), (loss_dot, dx_dot)
+
+
 def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) -> Any:
     """``(loss, dlogits or None)`` through the fused kernel, or None for the portable path.
 
@@ -434,6 +565,13 @@ def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) 
     w = jnp.ones((n_classes,), x.dtype) if weight is None else weight.astype(x.dtype)
     # (ignore, eps, reduction, weighted): hashable, for nondiff_argnums
     settings = (ignore, eps, reduction, weight is not None)
+    if not _ffi(logits):
+        loss, dx = _ce_graph(x, t, w, settings, need_grad)
+        if reduction == "none":
+            loss = loss.reshape(row_shape)
+        if not need_grad:
+            return loss, None
+        return loss, jnp.moveaxis(dx.reshape(*row_shape, n_classes), -1, axis)
     if not need_grad:
         loss = _ce(x, t, w, settings)
         return (loss.reshape(row_shape) if reduction == "none" else loss), None
