@@ -1,11 +1,15 @@
-"""The JAX backend: the compiled kernels as XLA custom calls (``jax.ffi``) on CPU.
+"""The JAX backend: the compiled kernels as XLA custom calls (``jax.ffi``) on CPU, lean
+XLA graphs elsewhere.
 
 The kernels of :mod:`softmaxkit._kernels` (the same code the NumPy path runs) are
 registered with XLA as FFI handlers of the extension ``_jax_kernels``, and each
 primitive here calls them through ``jax.ffi.ffi_call``, so that they run inside a
 compiled computation, under the caller's ``jit`` or not, on the arrays' own memory.
+Where they do not run (a GPU or TPU; the CPU with the kernels switched off or not
+built) the primitives compute with the ``jax.numpy`` formulas of :mod:`._jax_graph`,
+which have the kernels' semantics in as few passes as XLA needs.
 
-Derivatives, in two layers:
+Derivatives of the custom calls, in two layers:
 
 * first order, by ``jax.custom_vjp``: the forward kernel, then the backward kernel
   (softmax, log_softmax), ``softmax * g`` (logsumexp), or the gradient that the fused
@@ -14,16 +18,19 @@ Derivatives, in two layers:
   written in ``jax.numpy`` (the portable formulas), so the forward and backward passes
   above are themselves differentiable: ``jax.hessian`` and ``jacrev(jacrev(f))`` work.
   Forward mode of a first derivative (``jax.jvp`` or ``jax.jacfwd`` of the function
-  itself) is what ``custom_vjp`` refuses; the portable path
-  (``softmaxkit._kernels.set_enabled(False)``) serves it.
+  itself) is what ``custom_vjp`` refuses; the graph path serves it.
+
+The graph path has ``custom_jvp`` rules only (the same tangents; for the cross-entropy
+the gradient it computed, dotted with the tangent), so every mode of differentiation
+works there.
 
 ``jax.vmap`` batches each custom call by ``vmap_method="broadcast_all"``: the batch
 becomes a leading dimension that the handlers treat as more rows, no Python loop.
 
-Served: float32 and float64 arrays on CPU (``jax_enable_x64`` on or off); the
-caller's portable code serves other dtypes, devices and the options the kernels do
-not have.  The device of a traced array is not known while tracing: the backend is
-chosen when JAX's default backend is the CPU.
+Served: float32 and float64 arrays (``jax_enable_x64`` on or off); the caller's
+portable code serves other dtypes and the options neither path has.  The device of a
+traced array is not known while tracing: the custom calls are chosen when JAX's
+default backend is the CPU.
 """
 
 from __future__ import annotations
