@@ -299,8 +299,9 @@ def test_shapes_and_dtypes_are_checked_before_any_value(cpu_kernel):
 # --- memory ----------------------------------------------------------------------------------
 
 
-def test_operators_on_cpu_tensors_allocate_one_chunk_of_logits():
-    """Every large buffer of the CPU kernels is NumPy's, which tracemalloc traces."""
+def test_operators_on_cpu_tensors_allocate_one_chunk_of_logits(monkeypatch):
+    """Every large buffer of the NumPy kernels is NumPy's, which tracemalloc traces."""
+    monkeypatch.setattr(_linear_ce, "_CPU_TENSORS_VIA_NUMPY", True)  # torch's: the next test
     n, d, v, chunk = 256, 16, 6000, 500
     g = torch.Generator().manual_seed(14)
     x = torch.randn(n, d, generator=g).requires_grad_()
@@ -320,6 +321,37 @@ def test_operators_on_cpu_tensors_allocate_one_chunk_of_logits():
     np.testing.assert_allclose(
         w.grad.numpy(), _grads(F.cross_entropy(x @ w.T, t), w)[0].numpy(), rtol=1e-4, atol=1e-6
     )
+
+
+def _bytes_allocated(f):
+    """``(result, bytes)``: every CPU allocation ``f`` makes, frees not deducted (>= its peak)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        result = f()
+    return result, sum(max(e.self_cpu_memory_usage, 0) for e in prof.events())
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_torch_chunks_allocate_one_chunk_of_logits_per_pass(eps, monkeypatch):
+    """The regression of the logsumexp's ``z - max`` (a second chunk, every chunk) and of
+    the smoothing's ``sum(dtype=float64)`` (a float64 copy of every chunk)."""
+    monkeypatch.setattr(_linear_ce, "_CPU_TENSORS_VIA_NUMPY", False)
+    n, d, v, chunk = 64, 16, 4096, 512
+    g = torch.Generator().manual_seed(16)
+    x = torch.randn(n, d, generator=g).requires_grad_()
+    w = torch.randn(v, d, generator=g).requires_grad_()
+    b = torch.randn(v, generator=g).requires_grad_()
+    t = torch.randint(0, v, (n,), generator=g)
+    options = dict(bias=b, label_smoothing=eps, chunk_size=chunk)
+    loss, forward = _bytes_allocated(lambda: sk.linear_cross_entropy(x, w, t, **options))
+    _, backward = _bytes_allocated(loss.backward)
+    one_chunk = n * chunk * 4
+    per_row = 16 * n * 8 * (v // chunk + 2)  # per chunk, a dozen float64 vectors of length n
+    assert forward <= one_chunk + per_row
+    assert backward <= one_chunk + (x.numel() + w.numel() + b.numel()) * 4 + per_row
+    want = _grads(_plain(x, w, b, t, label_smoothing=eps), w)[0]
+    torch.testing.assert_close(w.grad, want, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.skipif(

@@ -254,6 +254,21 @@ def _logits(x: Tensor, w: Tensor, b: Tensor | None, v0: int, v1: int, buf: Tenso
     return z
 
 
+def _logsumexp_(z: Tensor) -> Tensor:
+    """``torch.logsumexp(z, dim=1)``, the same operations, but in ``z``'s memory, which it overwrites.
+
+    ``torch.logsumexp`` allocates ``z - max`` afresh: a second chunk of memory per chunk
+    (on the CPU a fresh ``mmap`` for a chunk of megabytes, page faults included).  As
+    there, an infinite maximum is taken as 0, so that a row of ``-inf`` gives ``-inf`` and
+    a row holding ``inf`` gives ``inf`` rather than NaN.
+    """
+    m = z.amax(dim=1)
+    m.masked_fill_(m.abs() == math.inf, 0)
+    z -= m[:, None]
+    z.exp_()
+    return z.sum(dim=1).log_().add_(m)
+
+
 class _Rows:
     """The kept rows and, per chunk, where their targets lie; in torch operations, no sync."""
 
@@ -284,12 +299,13 @@ def _forward_torch(x, w, b, t, ignore_index, reduction, eps, chunk_size):
     for v0 in range(0, v, chunk):
         v1 = min(v0 + chunk, v)
         z = _logits(x, w, b, v0, v1, buf)
-        lse = torch.logaddexp(lse, torch.logsumexp(z, dim=1).double())
         inside, column = rows.in_chunk(v0, v1)
         picked = torch.gather(z, 1, column).squeeze(1).double()
         target_logit = torch.where(inside, picked, target_logit)
         if eps:
-            logit_sum += z.sum(dim=1, dtype=torch.float64)
+            # in z's dtype: sum(dtype=float64) would first copy the chunk to float64
+            logit_sum += z.sum(dim=1).double()
+        lse = torch.logaddexp(lse, _logsumexp_(z).double())  # the last use of z
     # -sum_c q_c log p_c = L - (1 - eps) z_t - eps / V sum_c z_c, 0 on ignored rows
     losses = lse - (1 - eps) * target_logit
     if eps and v:  # no classes (V = 0): every row is ignored
