@@ -349,9 +349,32 @@ def test_torch_chunks_allocate_one_chunk_of_logits_per_pass(eps, monkeypatch):
     one_chunk = n * chunk * 4
     per_row = 16 * n * 8 * (v // chunk + 2)  # per chunk, a dozen float64 vectors of length n
     assert forward <= one_chunk + per_row
-    assert backward <= one_chunk + (x.numel() + w.numel() + b.numel()) * 4 + per_row
+    # the backward pass takes the block the forward pass handed on: only the gradients are new
+    assert backward <= (x.numel() + w.numel() + b.numel()) * 4 + per_row
     want = _grads(_plain(x, w, b, t, label_smoothing=eps), w)[0]
     torch.testing.assert_close(w.grad, want, rtol=1e-4, atol=1e-6)
+
+
+def test_chunk_block_is_handed_on_and_survives_inference_mode(monkeypatch):
+    """One block kept between passes; one made under inference mode is not written outside it."""
+    from softmaxkit._backends import _torch_linear_ce as ops
+
+    monkeypatch.setattr(_linear_ce, "_CPU_TENSORS_VIA_NUMPY", False)
+    x, w, b, t = _problem(17, dtype=torch.float32)
+    want = _grads(_plain(x, w, b, t), x, w, b)
+    ops.release_workspace()
+    with torch.inference_mode():
+        sk.linear_cross_entropy(x.detach(), w.detach(), t, bias=b.detach(), chunk_size=4)
+    (held,) = ops._workspace
+    assert held.is_inference() and held.numel() == N * 4
+    for _ in range(2):  # the second time round, the block the first backward pass left
+        got = _grads(sk.linear_cross_entropy(x, w, t, bias=b, chunk_size=4), x, w, b)
+        for g, e in zip(got, want, strict=True):
+            torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+        (held,) = ops._workspace
+        assert not held.is_inference() and held.numel() == N * 4
+    ops.release_workspace()
+    assert ops._workspace == []
 
 
 @pytest.mark.skipif(

@@ -100,15 +100,17 @@ def _release_cached_memory() -> None:
     """Give back what freed buffers leave resident: before the baseline, after an evaluation.
 
     The kernels' cache of freed outputs (the full softmax's last gradient of the
-    logits, an evaluation's last chunks) and glibc's freed heap memory stay
-    resident.  Left in the baseline, a step's own buffers would be counted as
+    logits, an evaluation's last chunks), ``linear_cross_entropy``'s chunk block
+    and glibc's freed heap memory stay resident.  Left in the baseline, a step's own buffers would be counted as
     persistent state and their reuse by the next step would go unseen; left after
     an evaluation, the next part of training would seem to use memory it never
     asked for.
     """
     from .. import _kernels
+    from .._backends import _torch_linear_ce
 
     _kernels.set_output_cache(_kernels.set_output_cache(False))  # off empties it; then restore
+    _torch_linear_ce.release_workspace()  # linear_cross_entropy's chunk block
     try:
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):
