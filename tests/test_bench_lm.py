@@ -112,9 +112,14 @@ def test_quick_run_trains_every_method_and_writes_table_json_and_png(tmp_path):
         assert math.isfinite(r["perplexity"]) and 1 < r["perplexity"] < 10 * 500, name
         assert r["normalisation_error"] < 1e-4, name  # an exact normalised distribution
         assert r["ms_per_step"] > 0 and r["peak_rss_bytes"] > 0
+        # one high-water mark, read after the backward pass and again after the update
+        assert 0 < r["baseline_bytes"] and r["loss_extra_bytes"] <= r["step_extra_bytes"]
+        assert r["baseline_bytes"] + r["step_extra_bytes"] <= r["peak_rss_bytes"]
+        assert r["grad_bytes"] > 0
         assert [p["step"] for p in r["curve"]] == [15, 30]
         assert r["curve"][-1]["perplexity"] == r["perplexity"]
         assert name in table and name in run.stdout
+    assert "loss extra (MB)" in table and "grads (MB)" in table
     results = vocab["results"]
     # The same gradients (the full logits, or the same sum a chunk of classes at a time).
     assert results["linear cross-entropy"]["perplexity"] == pytest.approx(

@@ -299,8 +299,9 @@ def test_shapes_and_dtypes_are_checked_before_any_value(cpu_kernel):
 # --- memory ----------------------------------------------------------------------------------
 
 
-def test_operators_on_cpu_tensors_allocate_one_chunk_of_logits():
-    """Every large buffer of the CPU kernels is NumPy's, which tracemalloc traces."""
+def test_operators_on_cpu_tensors_allocate_one_chunk_of_logits(monkeypatch):
+    """Every large buffer of the NumPy kernels is NumPy's, which tracemalloc traces."""
+    monkeypatch.setattr(_linear_ce, "_CPU_TENSORS_VIA_NUMPY", True)  # torch's: the next test
     n, d, v, chunk = 256, 16, 6000, 500
     g = torch.Generator().manual_seed(14)
     x = torch.randn(n, d, generator=g).requires_grad_()
@@ -320,6 +321,60 @@ def test_operators_on_cpu_tensors_allocate_one_chunk_of_logits():
     np.testing.assert_allclose(
         w.grad.numpy(), _grads(F.cross_entropy(x @ w.T, t), w)[0].numpy(), rtol=1e-4, atol=1e-6
     )
+
+
+def _bytes_allocated(f):
+    """``(result, bytes)``: every CPU allocation ``f`` makes, frees not deducted (>= its peak)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        result = f()
+    return result, sum(max(e.self_cpu_memory_usage, 0) for e in prof.events())
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_torch_chunks_allocate_one_chunk_of_logits_per_pass(eps, monkeypatch):
+    """The regression of the logsumexp's ``z - max`` (a second chunk, every chunk) and of
+    the smoothing's ``sum(dtype=float64)`` (a float64 copy of every chunk)."""
+    monkeypatch.setattr(_linear_ce, "_CPU_TENSORS_VIA_NUMPY", False)
+    n, d, v, chunk = 64, 16, 4096, 512
+    g = torch.Generator().manual_seed(16)
+    x = torch.randn(n, d, generator=g).requires_grad_()
+    w = torch.randn(v, d, generator=g).requires_grad_()
+    b = torch.randn(v, generator=g).requires_grad_()
+    t = torch.randint(0, v, (n,), generator=g)
+    options = dict(bias=b, label_smoothing=eps, chunk_size=chunk)
+    loss, forward = _bytes_allocated(lambda: sk.linear_cross_entropy(x, w, t, **options))
+    _, backward = _bytes_allocated(loss.backward)
+    one_chunk = n * chunk * 4
+    per_row = 16 * n * 8 * (v // chunk + 2)  # per chunk, a dozen float64 vectors of length n
+    assert forward <= one_chunk + per_row
+    # the backward pass takes the block the forward pass handed on: only the gradients are new
+    assert backward <= (x.numel() + w.numel() + b.numel()) * 4 + per_row
+    want = _grads(_plain(x, w, b, t, label_smoothing=eps), w)[0]
+    torch.testing.assert_close(w.grad, want, rtol=1e-4, atol=1e-6)
+
+
+def test_chunk_block_is_handed_on_and_survives_inference_mode(monkeypatch):
+    """One block kept between passes; one made under inference mode is not written outside it."""
+    from softmaxkit._backends import _torch_linear_ce as ops
+
+    monkeypatch.setattr(_linear_ce, "_CPU_TENSORS_VIA_NUMPY", False)
+    x, w, b, t = _problem(17, dtype=torch.float32)
+    want = _grads(_plain(x, w, b, t), x, w, b)
+    ops.release_workspace()
+    with torch.inference_mode():
+        sk.linear_cross_entropy(x.detach(), w.detach(), t, bias=b.detach(), chunk_size=4)
+    (held,) = ops._workspace
+    assert held.is_inference() and held.numel() == N * 4
+    for _ in range(2):  # the second time round, the block the first backward pass left
+        got = _grads(sk.linear_cross_entropy(x, w, t, bias=b, chunk_size=4), x, w, b)
+        for g, e in zip(got, want, strict=True):
+            torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+        (held,) = ops._workspace
+        assert not held.is_inference() and held.numel() == N * 4
+    ops.release_workspace()
+    assert ops._workspace == []
 
 
 @pytest.mark.skipif(

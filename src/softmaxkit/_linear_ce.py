@@ -12,7 +12,9 @@ Cross-Entropy, here on the CPU):
    ``G = (exp(z - L) - q) * scale`` with ``q`` the smoothed one-hot target, giving
    ``dx += G @ W_c``, ``dW_c = G.T @ x`` and ``db_c = sum(G)``.
 
-Memory beyond the inputs and the gradients is one ``(N, chunk_size)`` block.
+Memory beyond the inputs and the gradients is one ``(N, chunk_size)`` block (for
+CPU tensors kept from one pass to the next, where a freed block would leave the heap
+holding two).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ before the operators looks at shapes, dtypes and options only, so that
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import torch
@@ -59,6 +60,7 @@ __all__ = [
     "linear_cross_entropy",
     "linear_cross_entropy_grad",
     "prepare",
+    "release_workspace",
 ]
 
 _OPTIONS = "int ignore_index, str reduction, float label_smoothing, int? chunk_size"
@@ -246,12 +248,64 @@ def _backward_cpu(
 # --- every other dtype and device: the same chunks in torch operations -------------------------
 
 
+# One (N, chunk) block serves every chunk of a pass.  On the CPU a pass hands its block on
+# to the next (forward to backward, step to step) instead of freeing it: a freed block of
+# megabytes stays in glibc's heap, the small allocations between two passes split it, and
+# the next pass's block lands beside it, so that a training loop held two blocks resident
+# where it needs one (17 MB for chunks of 8.4 MB).  The slot keeps one block at most.
+_workspace: list[Tensor] = []
+_workspace_lock = threading.Lock()
+
+
+def _take_buffer(x: Tensor, size: int) -> Tensor:
+    """A block of ``size`` elements of ``x``'s dtype: the slot's when it fits, else a new one."""
+    if x.is_cpu:
+        with _workspace_lock:
+            held = _workspace.pop() if _workspace else None
+        if (
+            held is not None
+            and held.dtype == x.dtype
+            and size <= held.numel() <= 2 * size
+            # an inference tensor cannot be written outside inference mode, nor the reverse
+            and held.is_inference() == torch.is_inference_mode_enabled()
+        ):
+            return held
+    return x.new_empty((size,))
+
+
+def _give_back(buf: Tensor) -> None:
+    if buf.is_cpu:
+        with _workspace_lock:
+            _workspace[:] = [buf]
+
+
+def release_workspace() -> None:
+    """Free the chunk block kept for the next pass (as a benchmark's baseline needs)."""
+    with _workspace_lock:
+        _workspace.clear()
+
+
 def _logits(x: Tensor, w: Tensor, b: Tensor | None, v0: int, v1: int, buf: Tensor) -> Tensor:
     z = buf[: x.shape[0] * (v1 - v0)].view(x.shape[0], v1 - v0)
     torch.mm(x, w[v0:v1].t(), out=z)
     if b is not None:
         z += b[v0:v1]
     return z
+
+
+def _logsumexp_(z: Tensor) -> Tensor:
+    """``torch.logsumexp(z, dim=1)``, the same operations, but in ``z``'s memory, which it overwrites.
+
+    ``torch.logsumexp`` allocates ``z - max`` afresh: a second chunk of memory per chunk
+    (on the CPU a fresh ``mmap`` for a chunk of megabytes, page faults included).  As
+    there, an infinite maximum is taken as 0, so that a row of ``-inf`` gives ``-inf`` and
+    a row holding ``inf`` gives ``inf`` rather than NaN.
+    """
+    m = z.amax(dim=1)
+    m.masked_fill_(m.abs() == math.inf, 0)
+    z -= m[:, None]
+    z.exp_()
+    return z.sum(dim=1).log_().add_(m)
 
 
 class _Rows:
@@ -280,16 +334,18 @@ def _forward_torch(x, w, b, t, ignore_index, reduction, eps, chunk_size):
     lse = torch.full((n,), -math.inf, **f64)
     target_logit = torch.zeros(n, **f64)
     logit_sum = torch.zeros(n, **f64)
-    buf = x.new_empty((n * chunk,))
+    buf = _take_buffer(x, n * chunk)
     for v0 in range(0, v, chunk):
         v1 = min(v0 + chunk, v)
         z = _logits(x, w, b, v0, v1, buf)
-        lse = torch.logaddexp(lse, torch.logsumexp(z, dim=1).double())
         inside, column = rows.in_chunk(v0, v1)
         picked = torch.gather(z, 1, column).squeeze(1).double()
         target_logit = torch.where(inside, picked, target_logit)
         if eps:
-            logit_sum += z.sum(dim=1, dtype=torch.float64)
+            # in z's dtype: sum(dtype=float64) would first copy the chunk to float64
+            logit_sum += z.sum(dim=1).double()
+        lse = torch.logaddexp(lse, _logsumexp_(z).double())  # the last use of z
+    _give_back(buf)
     # -sum_c q_c log p_c = L - (1 - eps) z_t - eps / V sum_c z_c, 0 on ignored rows
     losses = lse - (1 - eps) * target_logit
     if eps and v:  # no classes (V = 0): every row is ignored
@@ -322,7 +378,7 @@ def _backward_torch(grad, x, w, b, t, lse, ignore_index, reduction, eps, chunk_s
     db = b.new_empty(b.shape) if mask[2] and b is not None else None
     if dx is None and dw is None and db is None:
         return _empty(x), _empty(x), _empty(x)
-    buf = x.new_empty((n * chunk,))
+    buf = _take_buffer(x, n * chunk)
     shift = lse.to(x.dtype)[:, None]
     target_mass = x.new_full((), -(1 - eps))
     for v0 in range(0, v, chunk):
@@ -341,6 +397,7 @@ def _backward_torch(grad, x, w, b, t, lse, ignore_index, reduction, eps, chunk_s
             torch.mm(g.t(), x, out=dw[v0:v1])
         if db is not None:
             torch.sum(g, dim=0, out=db[v0:v1])
+    _give_back(buf)
     return tuple(_empty(x) if g is None else g for g in (dx, dw, db))
 
 

@@ -22,10 +22,17 @@ threads), which reports:
   rows at a time (at most 2**22 entries, 16 MB);
 * the median wall time of a training step (batch gathering, forward,
   backward, Adagrad update);
-* peak resident memory during training (the evaluations left out where the
-  kernel lets the high-water mark be reset), and the peak extra over the
-  process with data, model and optimiser state loaded: activations,
-  gradients and the method's own buffers;
+* memory, from the resident set (every allocation touched, the kernels' and
+  PyTorch's alike; the high-water mark reset before each step's forward pass
+  where the kernel allows): the peak during training, evaluations left out;
+  the baseline, after the first training step with freed buffers given back
+  (:func:`_release_cached_memory`), which holds what persists from step to
+  step: data, model, Adagrad's state and the last step's parameter gradients;
+  from the second step on, the peak over that baseline of the loss
+  computation (forward and backward: activations, the method's buffers and
+  temporaries; the new gradients reuse the memory of the old ones, freed by
+  ``zero_grad``) and of the whole step (the optimiser's update included); and
+  the bytes of one step's parameter gradients, beside them;
 * the number of steps taken.
 """
 
@@ -89,16 +96,21 @@ def _model(num_classes: int, method: str, counts: np.ndarray, seed: int) -> tupl
     return trunk, head
 
 
-def _forget_evaluation() -> None:
-    """Give back the memory an evaluation leaves resident once it is done.
+def _release_cached_memory() -> None:
+    """Give back what freed buffers leave resident: before the baseline, after an evaluation.
 
-    The kernels' cache of freed outputs keeps the evaluation's last chunks and
-    glibc keeps freed heap memory; without emptying both, the next part of
-    training would seem to use memory it never asked for.
+    The kernels' cache of freed outputs (the full softmax's last gradient of the
+    logits, an evaluation's last chunks), ``linear_cross_entropy``'s chunk block
+    and glibc's freed heap memory stay resident.  Left in the baseline, a step's own buffers would be counted as
+    persistent state and their reuse by the next step would go unseen; left after
+    an evaluation, the next part of training would seem to use memory it never
+    asked for.
     """
     from .. import _kernels
+    from .._backends import _torch_linear_ce
 
     _kernels.set_output_cache(_kernels.set_output_cache(False))  # off empties it; then restore
+    _torch_linear_ce.release_workspace()  # linear_cross_entropy's chunk block
     try:
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):
@@ -166,9 +178,13 @@ def train(
     # they are) loads what the libraries set up lazily, which is not the method's memory.
     head.loss(trunk(x_train[:8]), y_train[:8]).backward()
     optimizer.zero_grad(set_to_none=True)
-    baseline = resident_bytes()
+    warmup_baseline = resident_bytes()
     reset_peak()
-    train_peak = 0
+    # Memory (see the module): `baseline` is taken after the first training step, once the
+    # state that persists from step to step exists; from the second step on, the peak of the
+    # loss computation (forward and backward) and of the whole step, update included.
+    baseline = -1
+    train_peak = loss_peak = step_peak = 0
     times: list[float] = []
     curve: list[dict[str, float]] = []
     trained = 0.0
@@ -183,31 +199,46 @@ def train(
         idx = order[offset : offset + BATCH]
         offset += BATCH
         optimizer.zero_grad(set_to_none=True)
-        loss = head.loss(trunk(x_train[idx]), y_train[idx])
+        xb, yb = x_train[idx], y_train[idx]
+        probe = time.perf_counter()  # the memory probes' own time is left out of the step's
+        reset_peak()
+        probing = time.perf_counter() - probe
+        loss = head.loss(trunk(xb), yb)
         loss.backward()
+        probe = time.perf_counter()
+        after_loss = peak_bytes()
+        probing += time.perf_counter() - probe
         optimizer.step()
-        times.append(time.perf_counter() - start)
+        probe = time.perf_counter()
+        after_step = peak_bytes()
+        times.append(probe - start - probing)
         trained += times[-1]
+        train_peak = max(train_peak, after_step)
+        if baseline >= 0:
+            loss_peak = max(loss_peak, after_loss)
+            step_peak = max(step_peak, after_step)
         loss_value = float(loss.detach())
+        del loss
         if len(times) == 1:
             grad_bytes = sum(
                 (p.grad._values() if p.grad.is_sparse else p.grad).nbytes
                 for p in params
                 if p.grad is not None
             )
+            _release_cached_memory()
+            baseline = resident_bytes()
         diverged = not math.isfinite(loss_value)
         done = len(times) if steps is not None else trained
         if diverged or done >= marks[0]:
             marks.pop(0)
-            train_peak = max(train_peak, peak_bytes())
             ppl, drift = (
                 (math.inf, math.nan) if diverged else _perplexity(trunk, head, x_eval, y_eval)
             )
             curve.append({"step": len(times), "seconds": trained, "perplexity": ppl})
-            _forget_evaluation()
-            reset_peak()
+            _release_cached_memory()
             if diverged:
                 break
+    measured = len(times) > 1
     return {
         "method": method,
         "settings": head.settings(),
@@ -220,8 +251,12 @@ def train(
         "diverged": diverged,
         "normalisation_error": drift,
         "peak_rss_bytes": train_peak,
-        "peak_extra_bytes": train_peak - baseline,
+        "baseline_bytes": baseline,
+        "loss_extra_bytes": loss_peak - baseline if measured else math.nan,
+        "step_extra_bytes": step_peak - baseline if measured else math.nan,
         "grad_bytes": grad_bytes,
+        "warmup_baseline_bytes": warmup_baseline,
+        "peak_extra_over_warmup_bytes": train_peak - warmup_baseline,
         "output_parameters": sum(p.numel() for p in head.parameters()),
     }
 
@@ -244,13 +279,17 @@ def _ratio(a: Any, b: Any) -> float:
         return math.nan
 
 
+def _mb(n: Any) -> float:
+    return math.nan if n is None else float(n) / 1e6  # None: NaN, as the JSON writes it
+
+
 def _table(vocab: dict[str, Any]) -> dict[str, Any]:
     results = vocab["results"]
     full = results.get("full softmax", {})
     rows = []
     for name, r in results.items():
         if "error" in r:
-            rows.append([name, *[math.nan] * 8])
+            rows.append([name, *[math.nan] * 12])
             continue
         rows.append(
             [
@@ -260,9 +299,13 @@ def _table(vocab: dict[str, Any]) -> dict[str, Any]:
                 _ratio(r["ms_per_step"], full.get("ms_per_step")),
                 r["perplexity"],
                 _ratio(r["perplexity"], full.get("perplexity")),
-                r["peak_rss_bytes"] / 1e6,
-                r["peak_extra_bytes"] / 1e6,
-                _ratio(r["peak_extra_bytes"], full.get("peak_extra_bytes")),
+                _mb(r["peak_rss_bytes"]),
+                _mb(r["baseline_bytes"]),
+                _mb(r["loss_extra_bytes"]),
+                _ratio(r["loss_extra_bytes"], full.get("loss_extra_bytes")),
+                _mb(r["step_extra_bytes"]),
+                _ratio(r["step_extra_bytes"], full.get("step_extra_bytes")),
+                _mb(r["grad_bytes"]),
             ]
         )
     notes = [f"{name}: {r['error']}" for name, r in results.items() if "error" in r]
@@ -281,8 +324,12 @@ def _table(vocab: dict[str, Any]) -> dict[str, Any]:
             "perplexity",
             "x full",
             "peak RSS (MB)",
-            "extra (MB)",
+            "baseline (MB)",
+            "loss extra (MB)",
             "x full",
+            "step extra (MB)",
+            "x full",
+            "grads (MB)",
         ],
         "rows": rows,
         "notes": notes,
@@ -431,8 +478,16 @@ def run(
         "(gather, forward, backward, update); 'x full' divides by the full softmax's figure",
         "perplexity: exp of the mean -log p over the held-out examples, p the method's exact "
         "normalised distribution (the full softmax of the layer for sampled and NCE)",
-        "peak RSS: resident high-water mark during training; extra: its excess over the process "
-        "with data, model and optimiser state loaded (gradients and activations included)",
+        "peak RSS: resident high-water mark over the training steps (evaluations left out); "
+        "baseline: resident memory after the first step, freed buffers given back (the kernels' "
+        "output cache emptied, the heap trimmed): data, model, Adagrad's state and that step's "
+        "parameter gradients, which stay until the next step's zero_grad(set_to_none=True)",
+        "loss extra: the peak over the baseline during forward and backward, second step on: "
+        "the loss computation's activations, buffers and temporaries; a dense layer's new "
+        "gradient takes the memory zero_grad freed, so grads (one step's parameter gradients, "
+        "sparse ones by their values) is not in it and is shown beside it",
+        "step extra: the same over the whole step, the update included (Adagrad's dense update "
+        "allocates sqrt(state), a temporary the size of each dense parameter)",
     ]
     result = {
         "machine": info,
