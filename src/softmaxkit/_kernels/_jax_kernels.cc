@@ -280,5 +280,6 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_jax_kernels", nullp
 
 PyMODINIT_FUNC PyInit__jax_kernels(void) {
     choose_stream();
+    stream_never();
     return PyModule_Create(&module);
 }

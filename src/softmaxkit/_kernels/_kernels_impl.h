@@ -44,6 +44,9 @@
 #define CHUNK 1024           /* rows per task on that path */
 #define SUM_PIECE 256        /* entries summed in the working dtype before double */
 #define STREAM_MIN (32 << 20) /* output bytes from which the last pass streams */
+#define STREAM_ROW_MIN 4096   /* entries per row below which it does not: rows of 1000
+                                 streamed into a (65536, 1000) array took 1.2x the time of
+                                 cached stores (a scratch pass per short row) */
 #define ROW_PIECE 32         /* rows summed in the working dtype on a non-last axis */
 #define SUB 8192             /* entries per piece of a long row (in cache) */
 #define LONG_ROW 65536       /* softmax rows this long: long_softmax, two passes */
@@ -54,6 +57,14 @@
 #define LONG_PARALLEL_BYTES ((Py_ssize_t)1 << 62)
 
 enum { OP_SOFTMAX = 0, OP_LOG_SOFTMAX = 1, OP_LOGSUMEXP = 2 };
+
+/* Output bytes from which the last pass streams; each extension has its own copy.  The
+   JAX handlers set it to "never" (stream_never): XLA hands them fresh results, whose pages
+   the system zeroes on first touch, and cached stores into those were faster than streaming
+   ((4096, 32000) float32: 82 ms against 108 ms, with huge pages). */
+static Py_ssize_t stream_min = STREAM_MIN;
+
+static void stream_never(void) { stream_min = (Py_ssize_t)1 << 62; }
 
 /* Threads of our parallel regions: set_num_threads' count, else OpenMP's default.  Kept
    here and passed to each region by num_threads(), never by omp_set_num_threads, which
@@ -584,8 +595,8 @@ static void choose_stream(void) {
             /* outputs larger than the caches are streamed to memory from a scratch row;     \
                not in place (out == x), where the row is in cache from its max pass and       \
                written back once anyway: streaming it would only evict it early */          \
-            int stream = op != OP_LOGSUMEXP && n <= SCRATCH_MAX && (const T *)out != x &&     \
-                         outer * n * (Py_ssize_t)sizeof(T) >= STREAM_MIN;                    \
+            int stream = op != OP_LOGSUMEXP && n <= SCRATCH_MAX && n >= STREAM_ROW_MIN &&     \
+                         (const T *)out != x && outer * n * (Py_ssize_t)sizeof(T) >= stream_min; \
             _Pragma("omp parallel if(parallel) num_threads(max_threads())")                                             \
             {                                                                                \
                 T *scratch = stream ? (T *)malloc((size_t)n * sizeof(T)) : NULL;             \
@@ -717,7 +728,7 @@ static void choose_stream(void) {
         Py_ssize_t special = 0;                                                              \
         int parallel = N * C >= PARALLEL_MIN;                                                \
         /* no dx (the loss alone): exp(z) goes to the scratch row and is dropped */          \
-        int stream = !dx || N * C * (Py_ssize_t)sizeof(T) >= STREAM_MIN;                     \
+        int stream = !dx || N * C * (Py_ssize_t)sizeof(T) >= stream_min;                     \
         double u = eps / (double)C;                                                          \
         _Pragma("omp parallel if(parallel) reduction(+ : special) num_threads(max_threads())")                          \
         {                                                                                    \
