@@ -199,8 +199,9 @@ ffi::Error CrossEntropyGrad(ffi::AnyBuffer x, ffi::AnyBuffer target, ffi::AnyBuf
                             int32_t reduction, bool weighted) {
     if (dx->element_type() != x.element_type())
         return ffi::Error::InvalidArgument("softmaxkit: dx must match the logits");
+    // (no huge pages for the gradient: streamed into them, value_and_grad on (8192, 32000)
+    // took 588 ms against 500 ms with 4 KiB pages)
     ffi::AnyBuffer d = *dx;
-    advise_huge(d);
     return CrossEntropy(x, target, weight, rows, total, special, &d, ignore, eps, reduction,
                         weighted);
 }

@@ -46,7 +46,8 @@
 #define STREAM_MIN (32 << 20) /* output bytes from which the last pass streams */
 #define STREAM_ROW_MIN 4096   /* entries per row below which it does not: rows of 1000
                                  streamed into a (65536, 1000) array took 1.2x the time of
-                                 cached stores (a scratch pass per short row) */
+                                 cached stores (streaming groups of 16 rows at once, from a
+                                 scratch block in L2, was slower still: 1.46x the copy) */
 #define ROW_PIECE 32         /* rows summed in the working dtype on a non-last axis */
 #define SUB 8192             /* entries per piece of a long row (in cache) */
 #define LONG_ROW 65536       /* softmax rows this long: long_softmax, two passes */
@@ -58,10 +59,12 @@
 
 enum { OP_SOFTMAX = 0, OP_LOG_SOFTMAX = 1, OP_LOGSUMEXP = 2 };
 
-/* Output bytes from which the last pass streams; each extension has its own copy.  The
-   JAX handlers set it to "never" (stream_never): XLA hands them fresh results, whose pages
-   the system zeroes on first touch, and cached stores into those were faster than streaming
-   ((4096, 32000) float32: 82 ms against 108 ms, with huge pages). */
+/* Output bytes from which softmax's last pass streams; each extension has its own copy.
+   The JAX handlers set it to "never" (stream_never): XLA hands them fresh results, whose
+   pages the system zeroes on first touch, and cached stores into those were faster than
+   streaming ((4096, 32000) float32: 82 ms against 108 ms, with huge pages).  The fused
+   cross-entropy still streams its gradient (STREAM_MIN): there streaming stayed faster
+   (value_and_grad on (8192, 32000): 500 ms against 578 ms). */
 static Py_ssize_t stream_min = STREAM_MIN;
 
 static void stream_never(void) { stream_min = (Py_ssize_t)1 << 62; }
@@ -728,7 +731,7 @@ static void choose_stream(void) {
         Py_ssize_t special = 0;                                                              \
         int parallel = N * C >= PARALLEL_MIN;                                                \
         /* no dx (the loss alone): exp(z) goes to the scratch row and is dropped */          \
-        int stream = !dx || N * C * (Py_ssize_t)sizeof(T) >= stream_min;                     \
+        int stream = !dx || N * C * (Py_ssize_t)sizeof(T) >= STREAM_MIN;                     \
         double u = eps / (double)C;                                                          \
         _Pragma("omp parallel if(parallel) reduction(+ : special) num_threads(max_threads())")                          \
         {                                                                                    \
