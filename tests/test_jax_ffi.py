@@ -26,7 +26,7 @@ import pytest
 
 import softmaxkit as sk
 from softmaxkit import _backends, _kernels
-from softmaxkit._backends import _jax
+from softmaxkit._backends import _jax, _jax_graph
 
 pytestmark = pytest.mark.skipif(
     not _jax.available(), reason="the JAX FFI extension was not built (no jaxlib headers)"
@@ -413,3 +413,29 @@ def test_x64_off() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("ok")
+
+
+def test_slices_longer_than_exact_positions_take_the_portable_path(monkeypatch) -> None:
+    # positions are floats of the dtype, exact to 2**24 in float32: past that, the graph
+    # path hands a call to the portable code (here with the limit lowered to 4)
+    monkeypatch.setattr(_jax_graph, "MAX_POSITIONS", dict.fromkeys(_jax_graph.MAX_POSITIONS, 4))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the graph path ran past its exact positions")
+
+    x = jnp.asarray(RNG.normal(size=(3, 5)))
+    t = jnp.asarray([0, 4, 2])
+    calls = []
+    graph_forward = _jax_graph.forward
+    monkeypatch.setattr(_jax_graph, "forward", lambda *a: calls.append(1) or graph_forward(*a))
+    with _jax.use_path("graph"):
+        short = sk.log_softmax(x[:, :4])  # 4 entries: still the graph
+        assert calls
+        monkeypatch.setattr(_jax_graph, "forward", refuse)
+        monkeypatch.setattr(_jax_graph, "cross_entropy", refuse)
+        got = [sk.log_softmax(x), sk.logsumexp(x, -1), *sk.cross_entropy_grad(x, t)]
+    want = [portable(sk.log_softmax, x), portable(sk.logsumexp, x, -1)]
+    want += list(portable(sk.cross_entropy_grad, x, t))
+    for a, b in zip(got, want, strict=True):
+        close(a, b, np.float64)
+    close(short, portable(sk.log_softmax, x[:, :4]), np.float64)

@@ -212,7 +212,7 @@ def _with_tangents(primal: Any) -> Any:
 _forward = _with_tangents(_ffi_forward)
 # The graph path: forward mode, reverse mode (the tangents transposed) and higher orders
 # all come from the tangents; no custom_vjp, no backward kernel.
-_graph_forward = _with_tangents(_jax_graph.forward)
+_graph_forward = _with_tangents(lambda x, t, op: _jax_graph.forward(x, t, op))
 
 
 def _backward_portable(g: Any, y: Any, log: bool) -> Any:
@@ -572,6 +572,8 @@ def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) 
     w = jnp.ones((n_classes,), x.dtype) if weight is None else weight.astype(x.dtype)
     # (ignore, eps, reduction, weighted): hashable, for nondiff_argnums
     settings = (ignore, eps, reduction, weight is not None)
+    if not _ffi(logits) and n_classes > _jax_graph.MAX_POSITIONS[np.dtype(x.dtype)]:
+        return None  # positions past 2**24 are not exact in float32: the portable path
     if not _ffi(logits):
         loss, dx = _ce_graph(x, t, w, settings, need_grad)
         if reduction == "none":
