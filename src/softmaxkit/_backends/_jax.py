@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from typing import Any
 
 import jax
@@ -44,8 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _kernels
-from .._errors import SoftmaxkitValueError
 from . import _jax_graph
+from ._paths import UsePath
 
 __all__ = [
     "NAME",
@@ -84,25 +85,13 @@ def path() -> str:
     return _path
 
 
-class use_path:
+def use_path(name: str) -> UsePath:
     """``with use_path("graph"): ...`` runs JAX arrays on one path (tests, benchmark).
 
     The path is read while tracing: a ``jax.jit`` function keeps the path of its
     first trace.
     """
-
-    def __init__(self, name: str) -> None:
-        if name not in PATHS:
-            raise SoftmaxkitValueError(f"`name` must be one of {PATHS}; got {name!r}")
-        self.name = name
-
-    def __enter__(self) -> None:
-        global _path
-        self.previous, _path = _path, self.name
-
-    def __exit__(self, *exc: object) -> None:
-        global _path
-        _path = self.previous
+    return UsePath(sys.modules[__name__], PATHS, name)
 
 
 def _register() -> bool:

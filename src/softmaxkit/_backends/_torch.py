@@ -39,6 +39,7 @@ decorator's Python wrapper took 20 us a call where the plain registration took
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -49,6 +50,7 @@ from torch._subclasses.fake_tensor import is_fake
 
 from .. import _kernels
 from .._errors import SoftmaxkitTypeError, SoftmaxkitValueError
+from ._paths import UsePath
 
 __all__ = [
     "NAME",
@@ -85,21 +87,9 @@ def path() -> str:
     return _path
 
 
-class use_path:
+def use_path(name: str) -> UsePath:
     """``with use_path("fused"): ...`` runs torch tensors on one path (for tests)."""
-
-    def __init__(self, name: str) -> None:
-        if name not in PATHS:
-            raise SoftmaxkitValueError(f"`name` must be one of {PATHS}; got {name!r}")
-        self.name = name
-
-    def __enter__(self) -> None:
-        global _path
-        self.previous, _path = _path, self.name
-
-    def __exit__(self, *exc: object) -> None:
-        global _path
-        _path = self.previous
+    return UsePath(sys.modules[__name__], PATHS, name)
 
 
 _FLOATS = (torch.float32, torch.float64)
