@@ -46,6 +46,9 @@ import numpy as np
 
 from .. import _kernels
 from . import _jax_graph
+from ._jax_graph import LOG_SOFTMAX as _LOG_SOFTMAX
+from ._jax_graph import LOGSUMEXP as _LOGSUMEXP
+from ._jax_graph import SOFTMAX as _SOFTMAX
 from ._paths import UsePath
 
 __all__ = [
@@ -66,7 +69,6 @@ __all__ = [
 
 NAME = "jax"
 
-_SOFTMAX, _LOG_SOFTMAX, _LOGSUMEXP = 0, 1, 2
 _REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
 _registered: bool | None = None
 # True while the portable formulas are traced from here (the cross-entropy's rare rows, its
@@ -397,25 +399,30 @@ def _ce_portable(x: Any, t: Any, w: Any, settings: tuple[Any, ...], grad: bool) 
         _portable_now = previous
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
-def _ce_value(x: Any, t: Any, w: Any, settings: tuple[Any, ...], grad: bool) -> Any:
-    """``(loss, dx or None)`` of one (N, C) problem: the kernel, the portable path for the
-    rare rows it leaves (a max that is not finite, target mass on a -inf logit)."""
-    outputs = _ce_kernel(x, t, w, settings, grad)
+def _unless_special(
+    outputs: list[Any], x: Any, t: Any, w: Any, settings: tuple[Any, ...], grad: bool
+) -> Any:
+    """``(loss, dx or None)`` from a fused cross-entropy's ``[rows, total, special, dx?]``
+    (the kernel's or the graph's), or from the portable path where it left rows."""
     rows, total, special = outputs[:3]
     loss = rows if settings[2] == "none" else total
     dx = outputs[3] if grad else None
 
-    def kernel() -> Any:
-        return (loss, dx) if grad else loss
+    def fused() -> Any:
+        return loss, dx
 
     def portable() -> Any:
         value, d = _ce_portable(x, t, w, settings, grad)
-        value = value.astype(x.dtype)
-        return (value, d.astype(x.dtype)) if grad else value
+        return value.astype(x.dtype), None if d is None else d.astype(x.dtype)
 
-    out = jax.lax.cond(special > 0, portable, kernel)
-    return out if grad else (out, None)
+    return jax.lax.cond(special > 0, portable, fused)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _ce_value(x: Any, t: Any, w: Any, settings: tuple[Any, ...], grad: bool) -> Any:
+    """``(loss, dx or None)`` of one (N, C) problem: the kernel, the portable path for the
+    rare rows it leaves (a max that is not finite, target mass on a -inf logit)."""
+    return _unless_special(_ce_kernel(x, t, w, settings, grad), x, t, w, settings, grad)
 
 
 @_ce_value.defjvp
@@ -465,18 +472,7 @@ def _ce_graph_plain(x: Any, t: Any, w: Any, settings: tuple[Any, ...], grad: boo
     """``(loss, dx or None)`` of one (N, C) problem from the lean graph, the portable path
     where it leaves rows (as for the kernel)."""
     outputs = _jax_graph.cross_entropy(x, t, w, settings, grad)
-    rows, total, special = outputs[:3]
-    loss = rows if settings[2] == "none" else total
-    dx = outputs[3] if grad else None
-
-    def graph() -> Any:
-        return loss, dx
-
-    def portable() -> Any:
-        value, d = _ce_portable(x, t, w, settings, grad)
-        return value.astype(x.dtype), None if d is None else d.astype(x.dtype)
-
-    return jax.lax.cond(special > 0, portable, graph)
+    return _unless_special(outputs, x, t, w, settings, grad)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
@@ -561,20 +557,16 @@ def cross_entropy(logits: Any, target: Any, *, need_grad: bool, **options: Any) 
     w = jnp.ones((n_classes,), x.dtype) if weight is None else weight.astype(x.dtype)
     # (ignore, eps, reduction, weighted): hashable, for nondiff_argnums
     settings = (ignore, eps, reduction, weight is not None)
-    if not _ffi(logits) and n_classes > _jax_graph.MAX_POSITIONS[np.dtype(x.dtype)]:
-        return None  # positions past 2**24 are not exact in float32: the portable path
     if not _ffi(logits):
+        if n_classes > _jax_graph.MAX_POSITIONS[np.dtype(x.dtype)]:
+            return None  # positions past 2**24 are not exact in float32: the portable path
         loss, dx = _ce_graph(x, t, w, settings, need_grad)
-        if reduction == "none":
-            loss = loss.reshape(row_shape)
-        if not need_grad:
-            return loss, None
-        return loss, jnp.moveaxis(dx.reshape(*row_shape, n_classes), -1, axis)
-    if not need_grad:
-        loss = _ce(x, t, w, settings)
-        return (loss.reshape(row_shape) if reduction == "none" else loss), None
-    loss, dx = _ce_value(x, t, w, settings, True)
+    elif need_grad:
+        loss, dx = _ce_value(x, t, w, settings, True)
+    else:
+        loss, dx = _ce(x, t, w, settings), None
     if reduction == "none":
         loss = loss.reshape(row_shape)
-    dlogits = jnp.moveaxis(dx.reshape(*row_shape, n_classes), -1, axis)
-    return loss, dlogits
+    if dx is None:
+        return loss, None
+    return loss, jnp.moveaxis(dx.reshape(*row_shape, n_classes), -1, axis)

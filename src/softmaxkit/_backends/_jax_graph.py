@@ -42,7 +42,7 @@ import numpy as np
 
 __all__ = ["MAX_POSITIONS", "cross_entropy", "forward"]
 
-SOFTMAX, LOG_SOFTMAX, LOGSUMEXP = 0, 1, 2
+SOFTMAX, LOG_SOFTMAX, LOGSUMEXP = 0, 1, 2  # the kernels' op codes (_kernels_impl.h)
 
 # positions must be exact in the dtype (float32's 24-bit significand)
 MAX_POSITIONS = {np.dtype(np.float32): 1 << 24, np.dtype(np.float64): 1 << 53}
@@ -125,12 +125,9 @@ def cross_entropy(x: Any, t: Any, w: Any, settings: tuple[Any, ...], grad: bool)
     z = x - m
     z_target = jnp.take_along_axis(z, label[:, None], axis=-1)
     position = label.astype(dtype)[:, None]
+    j = _positions(x, 1)
     # every term but the target's; the target's own exp(z_t) added after
-    others = jnp.sum(
-        jnp.exp(z) * jnp.minimum(jnp.abs(_positions(x, 1) - position), 1),
-        axis=-1,
-        keepdims=True,
-    )
+    others = jnp.sum(jnp.exp(z) * jnp.minimum(jnp.abs(j - position), 1), axis=-1, keepdims=True)
     total_exp = others + jnp.exp(z_target)
     # log of the row's sum, and -log p of the target: log1p where the target is a max
     # (a confident row keeps its tiny loss exact), else log(sum) - z_t, which is at least
@@ -161,10 +158,9 @@ def cross_entropy(x: Any, t: Any, w: Any, settings: tuple[Any, ...], grad: bool)
     scale = jnp.ones((), dtype)
     if reduction == "mean":
         empty = denominator == 0
-        total = jnp.where(
-            empty, jnp.asarray(jnp.nan, dtype), total / jnp.where(empty, 1, denominator)
-        )
-        scale = jnp.where(empty, zero, 1 / jnp.where(empty, 1, denominator))
+        safe = jnp.where(empty, 1, denominator)
+        total = jnp.where(empty, jnp.asarray(jnp.nan, dtype), total / safe)
+        scale = jnp.where(empty, zero, 1 / safe)
     special = jnp.sum(unusual, dtype=jnp.int32)
     out = [rows, total, special]
     if grad:
@@ -172,7 +168,7 @@ def cross_entropy(x: Any, t: Any, w: Any, settings: tuple[Any, ...], grad: bool)
         # ignored rows, which keeps NaN logits NaN there, as torch's backward has it
         q_sum = (1 - eps) * w_t + share * sum_w
         a = jnp.where(kept, q_sum * scale, zero)[:, None] / total_exp
-        hot = _positions(x, 1) == position
+        hot = j == position
         target_part = jnp.where(kept, (1 - eps) * w_t * scale, zero)[:, None]
         dx = a * jnp.exp(z) - jnp.where(hot, target_part, zero)
         if eps != 0:
