@@ -504,8 +504,13 @@ def _first_position(mask: Array) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(to_numpy(mask))[0])
 
 
+def _bad_counts(xp: ModuleType, c: Array) -> Array:
+    """Where ``c`` is not a valid count: not finite, or negative."""
+    return ~xp.isfinite(c) | (c < 0)
+
+
 def _check_counts(xp: ModuleType, c: Array) -> None:
-    bad = ~xp.isfinite(c) | (c < 0)
+    bad = _bad_counts(xp, c)
     if bool(xp.any(bad)):
         pos = _first_position(bad)
         raise SoftmaxkitValueError(
@@ -528,7 +533,7 @@ def _pmf_normalize_flagged(counts: Array, *, axis: tuple[int, ...]) -> tuple[Arr
     xp = namespace(counts)
     c = cast(xp, counts, compute_dtype(xp, counts.dtype)[0])
     total = xp.sum(c, axis=axis, keepdims=True)
-    refused = xp.any(~xp.isfinite(c) | (c < 0)) | xp.any(total == 0)
+    refused = xp.any(_bad_counts(xp, c)) | xp.any(total == 0)
     return pmf_normalize(counts, axis), refused
 
 

@@ -101,10 +101,10 @@ def _release_cached_memory() -> None:
 
     The kernels' cache of freed outputs (the full softmax's last gradient of the
     logits, an evaluation's last chunks), ``linear_cross_entropy``'s chunk block
-    and glibc's freed heap memory stay resident.  Left in the baseline, a step's own buffers would be counted as
-    persistent state and their reuse by the next step would go unseen; left after
-    an evaluation, the next part of training would seem to use memory it never
-    asked for.
+    and glibc's freed heap memory stay resident.  Left in the baseline, a step's
+    own buffers would be counted as persistent state and their reuse by the next
+    step would go unseen; left after an evaluation, the next part of training
+    would seem to use memory it never asked for.
     """
     from .. import _kernels
     from .._backends import _torch_linear_ce

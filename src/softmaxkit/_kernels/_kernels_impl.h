@@ -60,14 +60,12 @@
 enum { OP_SOFTMAX = 0, OP_LOG_SOFTMAX = 1, OP_LOGSUMEXP = 2 };
 
 /* Output bytes from which softmax's last pass streams; each extension has its own copy.
-   The JAX handlers set it to "never" (stream_never): XLA hands them fresh results, whose
+   The JAX handlers set it past any size (never): XLA hands them fresh results, whose
    pages the system zeroes on first touch, and cached stores into those were faster than
    streaming ((4096, 32000) float32: 82 ms against 108 ms, with huge pages).  The fused
    cross-entropy still streams its gradient (STREAM_MIN): there streaming stayed faster
    (value_and_grad on (8192, 32000): 500 ms against 578 ms). */
 static Py_ssize_t stream_min = STREAM_MIN;
-
-static void stream_never(void) { stream_min = (Py_ssize_t)1 << 62; }
 
 /* Threads of our parallel regions: set_num_threads' count, else OpenMP's default.  Kept
    here and passed to each region by num_threads(), never by omp_set_num_threads, which
